@@ -1,0 +1,78 @@
+/// Everything enforcement depends on, at one moment: namespaces, pods and policies, with the
+/// indexes the compiler and the evaluator query. A value: build a new one for every change.
+public struct ClusterSnapshot: Sendable {
+    /// Namespaces by name. A namespace that pods or policies use but that has no object here is
+    /// treated as existing with only its automatic `kubernetes.io/metadata.name` label.
+    public let namespaces: [String: Namespace]
+    /// All pods, sorted by namespace/name.
+    public let pods: [Pod]
+    /// All policies, validated, sorted by namespace/name.
+    public let policies: [Policy]
+    /// Pods that policies apply to (`Pod.isPolicyEndpoint`), sorted by namespace/name.
+    public let endpoints: [Pod]
+    /// Indexes into `endpoints` by namespace.
+    public let endpointsByNamespace: [String: [Int]]
+    /// Indexes into `policies` by namespace.
+    public let policiesByNamespace: [String: [Int]]
+    /// Every namespace name known from namespaces, pods and policies, sorted.
+    public let namespaceNames: [String]
+
+    /// Builds a snapshot; later duplicates of a key replace earlier ones.
+    public init(namespaces: [Namespace] = [], pods: [Pod] = [], policies: [Policy] = []) {
+        var nsByName: [String: Namespace] = [:]
+        for namespace in namespaces { nsByName[namespace.name] = namespace }
+        var podByKey: [ObjectKey: Pod] = [:]
+        for pod in pods { podByKey[pod.key] = pod }
+        var policyByKey: [ObjectKey: Policy] = [:]
+        for policy in policies { policyByKey[policy.key] = policy }
+        let sortedPods = podByKey.values.sorted { $0.key < $1.key }
+        let sortedPolicies = policyByKey.values.sorted { $0.key < $1.key }
+        for name in sortedPods.map(\.key.namespace) + sortedPolicies.map(\.key.namespace) where nsByName[name] == nil {
+            nsByName[name] = Namespace(name: name)
+        }
+        let endpoints = sortedPods.filter(\.isPolicyEndpoint)
+        var endpointsByNamespace: [String: [Int]] = [:]
+        for (i, pod) in endpoints.enumerated() { endpointsByNamespace[pod.key.namespace, default: []].append(i) }
+        var policiesByNamespace: [String: [Int]] = [:]
+        for (i, policy) in sortedPolicies.enumerated() { policiesByNamespace[policy.key.namespace, default: []].append(i) }
+        self.namespaces = nsByName
+        self.pods = sortedPods
+        self.policies = sortedPolicies
+        self.endpoints = endpoints
+        self.endpointsByNamespace = endpointsByNamespace
+        self.policiesByNamespace = policiesByNamespace
+        self.namespaceNames = nsByName.keys.sorted()
+    }
+
+    /// The labels of a namespace (its automatic name label at least).
+    public func labels(ofNamespace name: String) -> [String: String] {
+        namespaces[name]?.labels ?? [Namespace.nameLabel: name]
+    }
+
+    /// Endpoint pods of one namespace, sorted by name.
+    public func endpoints(inNamespace name: String) -> [Pod] {
+        (endpointsByNamespace[name] ?? []).map { endpoints[$0] }
+    }
+
+    /// Policies of one namespace, sorted by name.
+    public func policies(inNamespace name: String) -> [Policy] {
+        (policiesByNamespace[name] ?? []).map { policies[$0] }
+    }
+
+    /// Names of the namespaces `selector` matches, sorted.
+    public func namespaces(matching selector: Selector) -> [String] {
+        namespaceNames.filter { selector.matches(labels(ofNamespace: $0)) }
+    }
+
+    /// Endpoint pods a peer with pod and namespace selectors names, for a policy in `policyNamespace`.
+    public func endpoints(matching pods: Selector, inNamespaces namespaces: Selector?, policyNamespace: String) -> [Pod] {
+        let names = namespaces.map { self.namespaces(matching: $0) } ?? [policyNamespace]
+        var result: [Pod] = []
+        for name in names {
+            for i in endpointsByNamespace[name] ?? [] where pods.matches(endpoints[i].labels) {
+                result.append(endpoints[i])
+            }
+        }
+        return result
+    }
+}

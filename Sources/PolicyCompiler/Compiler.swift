@@ -1,0 +1,344 @@
+// PolicyCompiler: cluster snapshot + node name -> Ruleset. Pure: no I/O, no clock, no
+// randomness, no unsorted iteration of a dictionary or set, so the same cluster always yields
+// the same bytes.
+//
+// The layout (one per family; see README "Rule layout"):
+//
+//   FORWARD -> PICKET-FORWARD   (inserted first)
+//     1. ctstate RELATED,ESTABLISHED -> ACCEPT                 replies and admitted flows
+//     2. src in picket-egress-vN  -> PICKET-EGRESS             local pods isolated for egress
+//     3. dst in picket-ingress-vN -> PICKET-INGRESS            local pods isolated for ingress
+//   INPUT -> PICKET-INPUT: established -> RETURN; src in picket-egress-vN -> PICKET-EGRESS
+//
+//   PICKET-EGRESS / PICKET-INGRESS clear the mark bit, then `goto` the group chain whose member
+//   set holds the pod (one group = local pods selected by exactly the same policies). A group
+//   chain calls each of its policies' chains; a policy chain sets the mark bit when a rule
+//   admits the packet; the group chain RETURNs on the mark (back to PICKET-FORWARD, which then
+//   evaluates the other direction) and DROPs when no policy admitted it.
+//
+// So a packet is never ACCEPTed on the first match: on the same node, bridged traffic crosses
+// FORWARD once and meets the source's egress and the destination's ingress in that one pass.
+// The per-packet cost is a handful of set lookups, independent of the number of pods and
+// policies in the cluster: cluster pods are set members, and rules exist only for policies that
+// select pods of this node.
+
+import KubeModel
+
+/// Options of a compilation that are not part of the cluster.
+public struct CompileOptions: Hashable, Sendable {
+    /// The packet-mark bit Picket uses to carry "a rule admitted this packet" out of a policy
+    /// chain. It must not collide with other users of the mark (kube-proxy uses 0x4000/0x8000).
+    public var markBit: UInt32
+
+    /// The default options: mark bit 0x800000.
+    public init(markBit: UInt32 = 0x0080_0000) {
+        precondition(markBit != 0 && markBit & (markBit - 1) == 0, "markBit must be a single bit")
+        self.markBit = markBit
+    }
+}
+
+/// Compiles what `node` must enforce for `snapshot`.
+///
+/// Each local pod (an endpoint with `spec.nodeName == node`) is isolated in a direction when a
+/// policy of its namespace selects it and names that direction; it then admits exactly what the
+/// union of those policies' rules allows.
+public func compile(_ snapshot: ClusterSnapshot, node: String, options: CompileOptions = CompileOptions()) -> Ruleset {
+    var builder = RulesetBuilder(snapshot: snapshot, node: node, options: options)
+    return builder.build()
+}
+
+/// Endpoint pods scheduled on `node`, sorted by namespace/name.
+public func localPods(_ snapshot: ClusterSnapshot, node: String) -> [Pod] {
+    snapshot.endpoints.filter { $0.nodeName == node }
+}
+
+/// The policies that select `pod` and isolate it in `direction`, sorted by namespace/name.
+public func policies(selecting pod: Pod, _ direction: Direction, in snapshot: ClusterSnapshot) -> [Policy] {
+    snapshot.policies(inNamespace: pod.key.namespace).filter {
+        $0.isolates.contains(direction) && $0.podSelector.matches(pod.labels)
+    }
+}
+
+/// Local pods that share the same selecting policies in one direction.
+struct PodGroup {
+    var direction: Direction
+    var policies: [Policy]
+    var pods: [Pod]
+    var chain: String { Names.groupChain(direction, policies: policies.map(\.key)) }
+}
+
+/// Groups local pods by the policies that isolate them in `direction`; pods no policy
+/// isolates are left out. Sorted by chain name.
+func groups(of pods: [Pod], _ direction: Direction, in snapshot: ClusterSnapshot) -> [PodGroup] {
+    var byKeys: [[ObjectKey]: PodGroup] = [:]
+    for pod in pods {
+        let selecting = policies(selecting: pod, direction, in: snapshot)
+        guard !selecting.isEmpty else { continue }
+        byKeys[selecting.map(\.key), default: PodGroup(direction: direction, policies: selecting, pods: [])].pods.append(pod)
+    }
+    return byKeys.values.sorted { $0.chain < $1.chain }
+}
+
+private struct RulesetBuilder {
+    let snapshot: ClusterSnapshot
+    let node: String
+    let options: CompileOptions
+    let local: [Pod]
+    let families: [IPAddress.Family]
+    var sets: [IPSet] = []
+
+    init(snapshot: ClusterSnapshot, node: String, options: CompileOptions) {
+        self.snapshot = snapshot
+        self.node = node
+        self.options = options
+        self.local = localPods(snapshot, node: node)
+        let anyV6 = snapshot.endpoints.contains { pod in pod.ips.contains { $0.family == .v6 } }
+        self.families = anyV6 ? [.v4, .v6] : [.v4]
+    }
+
+    var mark: String { "0x" + String(options.markBit, radix: 16) + "/0x" + String(options.markBit, radix: 16) }
+    var clearMark: String { "0x0/0x" + String(options.markBit, radix: 16) }
+
+    mutating func build() -> Ruleset {
+        let groupsByDirection = Direction.allCases.map { groups(of: local, $0, in: snapshot) }
+        var tables: [FilterTable] = []
+        for family in families {
+            var chains: [Chain] = []
+            var derived: [Chain] = []
+            for (direction, groups) in zip(Direction.allCases, groupsByDirection) {
+                // The isolated set and each group's member set.
+                let isolated = groups.flatMap(\.pods).flatMap { $0.ips(family) }
+                sets.append(IPSet(
+                    name: Names.isolatedSet(direction, family), kind: .hashIP, family: family,
+                    members: isolated.map(IPSet.Member.init), purpose: "local pods isolated for \(direction.field)"))
+                var dispatch = Chain(name: direction == .ingress ? Names.ingressChain : Names.egressChain)
+                dispatch.rules.append(["-j", "MARK", "--set-xmark", clearMark])
+                var policiesWithRules: [ObjectKey: Policy] = [:]
+                for group in groups {
+                    let setName = Names.groupSet(direction, policies: group.policies.map(\.key), family)
+                    sets.append(IPSet(
+                        name: setName, kind: .hashIP, family: family, members: group.pods.flatMap { $0.ips(family) }.map(IPSet.Member.init),
+                        purpose: "local pods selected by " + group.policies.map(\.key.description).joined(separator: ",")))
+                    dispatch.rules.append(["-m", "set", "--match-set", setName, direction == .ingress ? "dst" : "src", "-g", group.chain])
+                    derived.append(groupChain(group))
+                    for policy in group.policies where !policy.rules(direction).isEmpty {
+                        policiesWithRules[policy.key] = policy
+                    }
+                }
+                dispatch.rules.append(["-m", "comment", "--comment", "isolated pod outside every group: fail closed", "-j", "DROP"])
+                chains.append(dispatch)
+                for key in policiesWithRules.keys.sorted() {
+                    derived.append(policyChain(policiesWithRules[key]!, direction, family))
+                }
+            }
+            let base = baseChains(family)
+            tables.append(FilterTable(
+                family: family, chains: base.chains + chains + derived.sorted { $0.name < $1.name }, hooks: base.hooks))
+        }
+        return Ruleset(sets: sets.sorted { $0.name < $1.name }, ipv4: tables[0], ipv6: tables.count > 1 ? tables[1] : nil)
+    }
+
+    /// PICKET-FORWARD and PICKET-INPUT and the hooks into them (the static table of hooks).
+    func baseChains(_ family: IPAddress.Family) -> (chains: [Chain], hooks: [Hook]) {
+        let egress = Names.isolatedSet(.egress, family)
+        let ingress = Names.isolatedSet(.ingress, family)
+        let forward = Chain(name: Names.forwardChain, rules: [
+            ["-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"],
+            ["-m", "set", "--match-set", egress, "src", "-j", Names.egressChain],
+            ["-m", "set", "--match-set", ingress, "dst", "-j", Names.ingressChain],
+        ])
+        let input = Chain(name: Names.inputChain, rules: [
+            ["-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "RETURN"],
+            ["-m", "set", "--match-set", egress, "src", "-j", Names.egressChain],
+        ])
+        let hooks = [
+            Hook(builtin: "FORWARD", target: Names.forwardChain, comment: "picket: NetworkPolicy for pod traffic"),
+            Hook(builtin: "INPUT", target: Names.inputChain, comment: "picket: NetworkPolicy egress from pods to this node"),
+        ]
+        return ([forward, input], hooks)
+    }
+
+    /// A group chain: each policy with rules in turn, RETURN as soon as one admits, else DROP.
+    func groupChain(_ group: PodGroup) -> Chain {
+        var chain = Chain(name: group.chain)
+        for policy in group.policies where !policy.rules(group.direction).isEmpty {
+            chain.rules.append(["-m", "comment", "--comment", "\(policy.key)", "-j", Names.policyChain(policy.key, group.direction)])
+            chain.rules.append(["-m", "mark", "--mark", mark, "-j", "RETURN"])
+        }
+        let isolating = group.policies.map(\.key.description).joined(separator: ",")
+        chain.rules.append(["-m", "comment", "--comment", "no \(group.direction.field) rule of \(isolating) admits", "-j", "DROP"])
+        return chain
+    }
+
+    /// One policy's rules of one direction for one family, and the sets they use.
+    mutating func policyChain(_ policy: Policy, _ direction: Direction, _ family: IPAddress.Family) -> Chain {
+        var chain = Chain(name: Names.policyChain(policy.key, direction))
+        let remote = direction == .ingress ? "src" : "dst"
+        let rules = policy.rules(direction)
+        for (position, rule) in rules.enumerated() {
+            let label = "\(policy.key) \(direction.field)[\(rule.index)]"
+            // "If this field is empty or missing, this rule matches all sources" (destinations).
+            var peerMatches: [[String]] = []
+            if let peers = rule.peers {
+                let selectorPeers = peers.filter { if case .pods = $0 { true } else { false } }
+                if !selectorPeers.isEmpty {
+                    let name = Names.ruleSet(.peers, policy.key, direction, rule: rule.index, family)
+                    let members = podPeers(policy, selectorPeers).flatMap { $0.ips(family) }
+                    sets.append(IPSet(name: name, kind: .hashIP, family: family, members: members.map(IPSet.Member.init), purpose: "\(label) pod peers"))
+                    peerMatches.append(["-m", "set", "--match-set", name, remote])
+                }
+                for (i, peer) in peers.enumerated() {
+                    guard case .block(let cidr, let except) = peer, cidr.family == family else { continue }
+                    let name = Names.ruleSet(.block, policy.key, direction, rule: rule.index, peer: i, family)
+                    sets.append(IPSet(name: name, kind: .hashNet, family: family, members: blockMembers(cidr, except), purpose: "\(label) ipBlock \(cidr)"))
+                    peerMatches.append(["-m", "set", "--match-set", name, remote])
+                }
+            } else {
+                peerMatches = [[]]
+            }
+
+            // "If this field is empty or missing, this rule matches all ports."
+            let portMatches = rule.ports.isEmpty ? [[]] : numericPortMatches(rule.ports)
+            var lines: [[String]] = []
+            for ports in portMatches {
+                for peer in peerMatches { lines.append(ports + peer) }
+            }
+            let named = rule.ports.filter { if case .named = $0.range { true } else { false } }
+            if !named.isEmpty {
+                // "If the port is a named port, it is resolved against the destination pod":
+                // the pod this rule protects (ingress) or each peer pod (egress).
+                let name = Names.ruleSet(.namedPorts, policy.key, direction, rule: rule.index, family)
+                let destinations = direction == .ingress ? localSelected(policy) : egressDestinations(policy, rule)
+                var members: [IPSet.Member] = []
+                for pod in destinations {
+                    for port in named {
+                        guard case .named(let portName) = port.range else { continue }
+                        for number in pod.resolve(portName: portName, proto: port.proto) {
+                            members += pod.ips(family).map { IPSet.Member($0, port.proto, number) }
+                        }
+                    }
+                }
+                sets.append(IPSet(name: name, kind: .hashIPPort, family: family, members: members, purpose: "\(label) named ports"))
+                let match = ["-m", "set", "--match-set", name, "dst,dst"]
+                if direction == .ingress {
+                    for peer in peerMatches { lines.append(match + peer) }
+                } else if !peerMatches.isEmpty {
+                    // The pair set already holds only peer pods: one lookup decides.
+                    lines.append(match)
+                }
+            }
+            for line in lines {
+                chain.rules.append(line + ["-m", "comment", "--comment", label, "-j", "MARK", "--set-xmark", mark])
+            }
+            if !lines.isEmpty && position < rules.count - 1 {
+                chain.rules.append(["-m", "mark", "--mark", mark, "-j", "RETURN"])
+            }
+        }
+        return chain
+    }
+
+    /// Endpoints the selector peers of a rule name, sorted, without repeats.
+    func podPeers(_ policy: Policy, _ peers: [Policy.Peer]) -> [Pod] {
+        var seen = Set<ObjectKey>()
+        var result: [Pod] = []
+        for peer in peers {
+            guard case .pods(let namespaces, let pods) = peer else { continue }
+            for pod in snapshot.endpoints(matching: pods, inNamespaces: namespaces, policyNamespace: policy.key.namespace)
+            where seen.insert(pod.key).inserted {
+                result.append(pod)
+            }
+        }
+        return result.sorted { $0.key < $1.key }
+    }
+
+    /// Local endpoints `policy` selects.
+    func localSelected(_ policy: Policy) -> [Pod] {
+        local.filter { $0.key.namespace == policy.key.namespace && policy.podSelector.matches($0.labels) }
+    }
+
+    /// Cluster endpoints an egress rule's peers cover: every endpoint when the rule has no `to`,
+    /// else those named by selectors plus those whose address lies in an ipBlock.
+    func egressDestinations(_ policy: Policy, _ rule: Policy.Rule) -> [Pod] {
+        guard let peers = rule.peers else { return snapshot.endpoints }
+        var result = podPeers(policy, peers)
+        var seen = Set(result.map(\.key))
+        for pod in snapshot.endpoints where !seen.contains(pod.key) {
+            let inBlock = peers.contains { peer in
+                guard case .block(let cidr, let except) = peer else { return false }
+                return pod.ips.contains { ip in cidr.contains(ip) && !except.contains { $0.contains(ip) } }
+            }
+            if inBlock {
+                result.append(pod)
+                seen.insert(pod.key)
+            }
+        }
+        return result.sorted { $0.key < $1.key }
+    }
+
+    /// hash:net members for an ipBlock. hash:net cannot hold a /0, so "all addresses" becomes
+    /// its two halves; except entries become nomatch holes.
+    func blockMembers(_ cidr: CIDR, _ except: [CIDR]) -> [IPSet.Member] {
+        var members: [IPSet.Member]
+        if cidr.prefix == 0 {
+            let half = UInt128(1) << UInt128(cidr.family.bitWidth - 1)
+            members = [
+                IPSet.Member(CIDR(address: IPAddress(family: cidr.family, value: 0), prefix: 1)),
+                IPSet.Member(CIDR(address: IPAddress(family: cidr.family, value: half), prefix: 1)),
+            ]
+        } else {
+            members = [IPSet.Member(cidr)]
+        }
+        members += except.map { IPSet.Member($0, nomatch: true) }
+        return members
+    }
+
+    /// `-p PROTO` matches for the numbered and protocol-only entries of a rule's ports, one per
+    /// protocol and at most 15 multiport slots per match. Named entries are handled apart.
+    func numericPortMatches(_ ports: [Policy.Port]) -> [[String]] {
+        var matches: [[String]] = []
+        for proto in TransportProtocol.allCases.sorted() {
+            let entries = ports.filter { $0.proto == proto }
+            if entries.contains(where: { $0.range == .all }) {
+                matches.append(["-p", proto.lowercased])
+                continue
+            }
+            var ranges: [(Int, Int)] = entries.compactMap {
+                if case .range(let a, let b) = $0.range { (a, b) } else { nil }
+            }
+            guard !ranges.isEmpty else { continue }
+            ranges.sort { $0 < $1 }
+            var merged: [(Int, Int)] = []
+            for r in ranges {
+                if let last = merged.last, r.0 <= last.1 + 1 {
+                    merged[merged.count - 1].1 = max(last.1, r.1)
+                } else {
+                    merged.append(r)
+                }
+            }
+            func text(_ r: (Int, Int)) -> String { r.0 == r.1 ? String(r.0) : "\(r.0):\(r.1)" }
+            if merged.count == 1 {
+                matches.append(["-p", proto.lowercased, "-m", proto.lowercased, "--dport", text(merged[0])])
+                continue
+            }
+            var chunk: [String] = []
+            var slots = 0
+            for r in merged {
+                let cost = r.0 == r.1 ? 1 : 2
+                if slots + cost > 15 {
+                    matches.append(["-p", proto.lowercased, "-m", "multiport", "--dports", chunk.joined(separator: ",")])
+                    chunk = []
+                    slots = 0
+                }
+                chunk.append(text(r))
+                slots += cost
+            }
+            matches.append(["-p", proto.lowercased, "-m", "multiport", "--dports", chunk.joined(separator: ",")])
+        }
+        return matches
+    }
+}
+
+extension Pod {
+    /// The pod's addresses of one family.
+    func ips(_ family: IPAddress.Family) -> [IPAddress] { ips.filter { $0.family == family } }
+}

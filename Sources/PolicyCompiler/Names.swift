@@ -1,0 +1,99 @@
+import KubeModel
+
+/// Names of Picket's chains and sets: one common prefix, fixed names for the base layout, and
+/// for everything derived from a policy `PREFIX-KIND-<16 base32 chars of SHA-256 of its identity>`
+/// (sets add `-v4`/`-v6`: the two families never share a set).
+/// Identity fields are joined with a NUL separator, so ("a", "bc") and ("ab", "c") differ.
+/// Nothing time-dependent enters a name: the same policy always gets the same chains and sets,
+/// and a change to one policy renames nothing of another's.
+public enum Names {
+    /// iptables' limit on chain names.
+    public static let maxChainLength = 28
+    /// ipset's limit on set names.
+    public static let maxSetLength = 31
+
+    /// Every chain Picket owns starts with this.
+    public static let chainPrefix = "PICKET-"
+    /// Every set Picket owns starts with this.
+    public static let setPrefix = "picket-"
+
+    /// Entered from FORWARD: pod-to-pod and pod-to-outside traffic, bridged or routed.
+    public static let forwardChain = "PICKET-FORWARD"
+    /// Entered from INPUT: traffic from local pods to the node itself (egress only).
+    public static let inputChain = "PICKET-INPUT"
+    /// Dispatches a packet from a local egress-isolated pod to its group chain.
+    public static let egressChain = "PICKET-EGRESS"
+    /// Dispatches a packet to a local ingress-isolated pod to its group chain.
+    public static let ingressChain = "PICKET-INGRESS"
+
+    /// The set of local pods isolated in `direction`, per family: the one lookup that decides
+    /// whether a packet needs policy evaluation at all.
+    public static func isolatedSet(_ direction: Direction, _ family: IPAddress.Family) -> String {
+        "\(setPrefix)\(direction.field)-v\(family.rawValue)"
+    }
+
+    /// The chain of a group: local pods selected by exactly the same policies in a direction.
+    public static func groupChain(_ direction: Direction, policies: [ObjectKey]) -> String {
+        chainPrefix + (direction == .ingress ? "GRI-" : "GRE-") + hash(groupIdentity(direction, policies))
+    }
+
+    /// The set of a group's member pods in one family: the group chain's hash, lower case, plus
+    /// the family (`PICKET-GRI-ABC...` uses `picket-gri-abc...-v4` and `picket-gri-abc...-v6`).
+    public static func groupSet(_ direction: Direction, policies: [ObjectKey], _ family: IPAddress.Family) -> String {
+        setPrefix + (direction == .ingress ? "gri-" : "gre-") + hash(groupIdentity(direction, policies)).lowercased() + "-v\(family.rawValue)"
+    }
+
+    /// The chain holding one policy's rules of one direction.
+    public static func policyChain(_ policy: ObjectKey, _ direction: Direction) -> String {
+        chainPrefix + (direction == .ingress ? "POI-" : "POE-") + hash(["policy", policy.namespace, policy.name, direction.field])
+    }
+
+    /// The kinds of set a policy rule owns.
+    public enum RuleSetKind: String, Sendable {
+        /// Pod peers (hash:ip): sources of an ingress rule, destinations of an egress rule.
+        case peers = "pod"
+        /// One ipBlock peer (hash:net, `nomatch` for except).
+        case block = "net"
+        /// Named ports resolved to (pod address, protocol:port) pairs (hash:ip,port).
+        case namedPorts = "npt"
+    }
+
+    /// A set belonging to rule `rule` of `policy`'s `direction` rules; `peer` numbers ipBlock peers.
+    public static func ruleSet(
+        _ kind: RuleSetKind, _ policy: ObjectKey, _ direction: Direction, rule: Int, peer: Int? = nil, _ family: IPAddress.Family
+    ) -> String {
+        var identity = [kind.rawValue, policy.namespace, policy.name, direction.field, String(rule)]
+        if let peer { identity.append(String(peer)) }
+        return setPrefix + kind.rawValue + "-" + hash(identity).lowercased() + "-v\(family.rawValue)"
+    }
+
+    private static func groupIdentity(_ direction: Direction, _ policies: [ObjectKey]) -> [String] {
+        ["group", direction.field] + policies.flatMap { [$0.namespace, $0.name] }
+    }
+
+    private static let base32: [Character] = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")
+
+    /// 16 base32 characters (80 bits) of SHA-256 over the NUL-joined fields.
+    static func hash(_ fields: [String]) -> String {
+        var bytes: [UInt8] = []
+        for (i, field) in fields.enumerated() {
+            if i > 0 { bytes.append(0) }
+            bytes.append(contentsOf: field.utf8)
+        }
+        let digest = SHA256.digest(bytes)
+        var out = ""
+        var buffer: UInt32 = 0
+        var bits = 0
+        var i = 0
+        while out.count < 16 {
+            buffer = buffer << 8 | UInt32(digest[i])
+            i += 1
+            bits += 8
+            while bits >= 5 && out.count < 16 {
+                out.append(base32[Int(buffer >> UInt32(bits - 5) & 31)])
+                bits -= 5
+            }
+        }
+        return out
+    }
+}

@@ -1,0 +1,102 @@
+import KubeModel
+
+/// Builds restore text a line at a time from words, quoting only where the restore parsers need
+/// it (after kube-proxy's LineBuffer). The logic that decides rules never touches strings.
+struct LineWriter {
+    private(set) var text = ""
+
+    /// Appends one line made of `words`, separated by single spaces.
+    mutating func write(_ words: [String]) {
+        var first = true
+        for word in words {
+            if !first { text.append(" ") }
+            first = false
+            text.append(LineWriter.quoted(word))
+        }
+        text.append("\n")
+    }
+
+    /// Appends one line made of `words`.
+    mutating func write(_ words: String...) { write(words) }
+
+    /// Appends a `# text` comment line (both restore formats skip them).
+    mutating func comment(_ text: String) {
+        self.text.append("# ")
+        self.text.append(String(text.map { $0.isNewline ? " " : $0 }))
+        self.text.append("\n")
+    }
+
+    /// A word as iptables-restore reads it: double-quoted when it has spaces or quotes.
+    static func quoted(_ word: String) -> String {
+        if word.isEmpty { return "\"\"" }
+        guard word.contains(where: { $0 == " " || $0 == "\"" || $0 == "'" || $0 == "\t" || $0 == "#" }) else { return word }
+        return "\"" + word.replacingAll("\"", with: "'") + "\""
+    }
+}
+
+extension String {
+    fileprivate func replacingAll(_ target: Character, with replacement: Character) -> String {
+        String(map { $0 == target ? replacement : $0 })
+    }
+}
+
+extension Ruleset {
+    /// Input for `ipset restore`: every set, created then filled, IPv4 sets and IPv6 sets alike.
+    /// Meant for a namespace that does not have these sets yet (the executor diffs instead).
+    public func ipsetRestore(node: String) -> String {
+        var out = LineWriter()
+        out.comment("picket ipsets for node \(node); apply with: ipset restore -file ipset.restore")
+        for set in sets {
+            out.write(set.createWords)
+        }
+        for set in sets {
+            for member in set.members {
+                out.write(["add", set.name] + member.words)
+            }
+        }
+        return out.text
+    }
+
+    /// Input for `iptables-restore --noflush` (`family` .v4) or `ip6tables-restore --noflush`
+    /// (`.v6`): Picket's chains declared and filled, and its jumps inserted first in the built-in
+    /// chains. nil when the ruleset has no table of that family.
+    public func iptablesRestore(family: IPAddress.Family, node: String) -> String? {
+        guard let table = family == .v4 ? ipv4 : ipv6 else { return nil }
+        let tool = family == .v4 ? "iptables-restore" : "ip6tables-restore"
+        var out = LineWriter()
+        out.comment("picket filter rules for node \(node); apply with: \(tool) --noflush, after ipset.restore")
+        out.write("*filter")
+        for chain in table.chains {
+            out.write(":\(chain.name)", "-", "[0:0]")
+        }
+        // Each built-in chain gets its hooks inserted at the top, in table order.
+        var inserted: [String: Int] = [:]
+        for hook in table.hooks {
+            let position = inserted[hook.builtin, default: 0] + 1
+            inserted[hook.builtin] = position
+            out.write(["-I", hook.builtin, String(position)] + hook.rule)
+        }
+        for chain in table.chains {
+            for rule in chain.rules {
+                out.write(["-A", chain.name] + rule)
+            }
+        }
+        out.write("COMMIT")
+        return out.text
+    }
+}
+
+extension IPSet {
+    /// `create NAME TYPE family inet|inet6 hashsize 1024 maxelem N`.
+    var createWords: [String] {
+        ["create", name, kind.rawValue, "family", family == .v4 ? "inet" : "inet6", "hashsize", "1024", "maxelem", String(maxElements)]
+    }
+}
+
+extension IPSet.Member {
+    /// The member as words for `add SET ...`.
+    var words: [String] {
+        let text = description
+        return text.split(separator: " ").map(String.init)
+    }
+}

@@ -1,0 +1,185 @@
+import KubeModel
+
+/// What one node must enforce: ipsets plus, per address family, the filter-table chains that
+/// use them and the jumps into them from the built-in chains. A plain value, compared and
+/// diffed by the executor; rendering to restore text is a separate step (`Render.swift`).
+public struct Ruleset: Hashable, Sendable {
+    /// All sets of both families, sorted by name.
+    public var sets: [IPSet]
+    /// The IPv4 filter table.
+    public var ipv4: FilterTable
+    /// The IPv6 filter table; nil when no pod in the cluster has an IPv6 address.
+    public var ipv6: FilterTable?
+
+    /// Creates a ruleset.
+    public init(sets: [IPSet], ipv4: FilterTable, ipv6: FilterTable?) {
+        self.sets = sets
+        self.ipv4 = ipv4
+        self.ipv6 = ipv6
+    }
+
+    /// The tables present, IPv4 first.
+    public var tables: [FilterTable] { [ipv4] + (ipv6.map { [$0] } ?? []) }
+
+    /// Number of rules in all chains (jumps from built-in chains included).
+    public var ruleCount: Int { tables.reduce(0) { $0 + $1.ruleCount } }
+
+    /// Number of members in all sets.
+    public var memberCount: Int { sets.reduce(0) { $0 + $1.members.count } }
+}
+
+/// An ipset Picket owns.
+public struct IPSet: Hashable, Sendable {
+    /// The ipset types Picket uses.
+    public enum Kind: String, Hashable, Sendable {
+        /// Single addresses.
+        case hashIP = "hash:ip"
+        /// Address blocks; a `nomatch` member carves a hole out of a larger one.
+        case hashNet = "hash:net"
+        /// (address, protocol:port) pairs, matched with `dst,dst`.
+        case hashIPPort = "hash:ip,port"
+    }
+
+    /// One member.
+    public struct Member: Hashable, Comparable, Sendable, CustomStringConvertible {
+        /// The address (hash:ip, hash:ip,port) or block (hash:net).
+        public var block: CIDR
+        /// The protocol and port, for hash:ip,port.
+        public var port: (TransportProtocol, Int)? {
+            get { portProto.map { ($0, portNumber) } }
+            set {
+                portProto = newValue?.0
+                portNumber = newValue?.1 ?? 0
+            }
+        }
+        /// A hole in a larger block (hash:net only).
+        public var nomatch: Bool
+        private var portProto: TransportProtocol?
+        private var portNumber: Int
+
+        /// An address member.
+        public init(_ address: IPAddress) {
+            self.block = CIDR(address: address, prefix: address.family.bitWidth)
+            self.nomatch = false
+            self.portProto = nil
+            self.portNumber = 0
+        }
+
+        /// A block member, possibly a nomatch hole.
+        public init(_ block: CIDR, nomatch: Bool = false) {
+            self.block = block
+            self.nomatch = nomatch
+            self.portProto = nil
+            self.portNumber = 0
+        }
+
+        /// An address-and-port member.
+        public init(_ address: IPAddress, _ proto: TransportProtocol, _ port: Int) {
+            self.init(address)
+            self.portProto = proto
+            self.portNumber = port
+        }
+
+        /// The member as `ipset add` takes it: `10.0.0.1`, `10.0.0.0/8 nomatch`, `10.0.0.1,tcp:80`.
+        public var description: String {
+            var text = block.prefix == block.family.bitWidth ? "\(block.address)" : "\(block)"
+            if let proto = portProto { text += ",\(proto.lowercased):\(portNumber)" }
+            if nomatch { text += " nomatch" }
+            return text
+        }
+
+        public static func < (lhs: Member, rhs: Member) -> Bool {
+            (lhs.block, lhs.portProto?.rawValue ?? "", lhs.portNumber, lhs.nomatch ? 1 : 0)
+                < (rhs.block, rhs.portProto?.rawValue ?? "", rhs.portNumber, rhs.nomatch ? 1 : 0)
+        }
+    }
+
+    /// The set's name (`picket-...`).
+    public var name: String
+    /// Its type.
+    public var kind: Kind
+    /// Its address family.
+    public var family: IPAddress.Family
+    /// Members, sorted, without repeats.
+    public var members: [Member]
+    /// What the set is for, e.g. `ns/policy ingress[0] peers`; rendered as a comment.
+    public var purpose: String
+
+    /// Creates a set; members are sorted and deduplicated.
+    public init(name: String, kind: Kind, family: IPAddress.Family, members: [Member], purpose: String) {
+        self.name = name
+        self.kind = kind
+        self.family = family
+        var sorted = members.sorted()
+        sorted.dedupeSorted()
+        self.members = sorted
+        self.purpose = purpose
+    }
+
+    /// The kernel's default maxelem, raised (to a power of two) for sets that outgrow it.
+    public var maxElements: Int {
+        var size = 65536
+        while size < members.count * 2 { size *= 2 }
+        return size
+    }
+}
+
+/// One family's filter-table content owned by Picket.
+public struct FilterTable: Hashable, Sendable {
+    /// IPv4 (iptables) or IPv6 (ip6tables).
+    public var family: IPAddress.Family
+    /// Picket's chains: the base chains first, then the others sorted by name.
+    public var chains: [Chain]
+    /// Jumps from built-in chains into Picket's chains, inserted first in each built-in chain.
+    public var hooks: [Hook]
+
+    /// Creates a table.
+    public init(family: IPAddress.Family, chains: [Chain], hooks: [Hook]) {
+        self.family = family
+        self.chains = chains
+        self.hooks = hooks
+    }
+
+    /// Rules in all chains plus the hooks.
+    public var ruleCount: Int { chains.reduce(hooks.count) { $0 + $1.rules.count } }
+}
+
+/// A chain and its rules, each rule the words after `-A CHAIN`.
+public struct Chain: Hashable, Sendable {
+    /// The chain's name.
+    public var name: String
+    /// The rules in order; each is an argument list such as `["-m", "set", ..., "-j", "DROP"]`.
+    public var rules: [[String]]
+
+    /// Creates a chain.
+    public init(name: String, rules: [[String]] = []) {
+        self.name = name
+        self.rules = rules
+    }
+}
+
+/// A jump from a built-in chain to one of Picket's chains.
+public struct Hook: Hashable, Sendable {
+    /// The built-in chain, e.g. `FORWARD`.
+    public var builtin: String
+    /// Picket's chain it jumps to.
+    public var target: String
+    /// Why the jump exists (rendered as an iptables comment).
+    public var comment: String
+
+    /// The rule's words after `-I BUILTIN 1`.
+    public var rule: [String] { ["-m", "comment", "--comment", comment, "-j", target] }
+}
+
+extension Array where Element: Equatable {
+    /// Removes adjacent repeats (all repeats, when sorted).
+    mutating func dedupeSorted() {
+        guard count > 1 else { return }
+        var write = 1
+        for read in 1..<count where self[read] != self[write - 1] {
+            self[write] = self[read]
+            write += 1
+        }
+        removeLast(count - write)
+    }
+}

@@ -1,0 +1,1 @@
+// PolicyEvaluator: see Evaluator.swift.
