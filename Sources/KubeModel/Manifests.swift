@@ -71,10 +71,14 @@ public enum ManifestDecoder {
         var set = ManifestSet()
         do {
             var index = 0
-            for document in try compose_all(yaml: text) {
+            var documents = try compose_all(yaml: text)
+            // The sequence ends early on a syntax error and keeps it in `error`: the documents
+            // before it are still decoded, and the error is reported.
+            while let document = documents.next() {
                 index += 1
                 decode(document, source: source, location: "document \(index)", inferredKind: nil, into: &set)
             }
+            if let error = documents.error { throw error }
         } catch {
             set.issues.append(ManifestIssue(severity: .error, source: source, message: "does not parse: \(describe(error))"))
         }

@@ -177,17 +177,24 @@ private struct RulesetBuilder {
         let rules = policy.rules(direction)
         for (position, rule) in rules.enumerated() {
             let label = "\(policy.key) \(direction.field)[\(rule.index)]"
+            // "If this field is empty or missing, this rule matches all ports."
+            let numeric = rule.ports.isEmpty ? [[]] : numericPortMatches(rule.ports)
+            let named = rule.ports.filter { if case .named = $0.range { true } else { false } }
+            // Egress named ports are matched by (peer address, port) pairs alone, so peer sets are
+            // needed only for numbered ports, or for ingress (where the pair is the local pod's).
+            let needsPeers = !numeric.isEmpty || (direction == .ingress && !named.isEmpty)
+
             // "If this field is empty or missing, this rule matches all sources" (destinations).
             var peerMatches: [[String]] = []
             if let peers = rule.peers {
                 let selectorPeers = peers.filter { if case .pods = $0 { true } else { false } }
-                if !selectorPeers.isEmpty {
+                if needsPeers && !selectorPeers.isEmpty {
                     let name = Names.ruleSet(.peers, policy.key, direction, rule: rule.index, family)
                     let members = podPeers(policy, selectorPeers).flatMap { $0.ips(family) }
                     sets.append(IPSet(name: name, kind: .hashIP, family: family, members: members.map(IPSet.Member.init), purpose: "\(label) pod peers"))
                     peerMatches.append(["-m", "set", "--match-set", name, remote])
                 }
-                for (i, peer) in peers.enumerated() {
+                for (i, peer) in peers.enumerated() where needsPeers {
                     guard case .block(let cidr, let except) = peer, cidr.family == family else { continue }
                     let name = Names.ruleSet(.block, policy.key, direction, rule: rule.index, peer: i, family)
                     sets.append(IPSet(name: name, kind: .hashNet, family: family, members: blockMembers(cidr, except), purpose: "\(label) ipBlock \(cidr)"))
@@ -197,14 +204,11 @@ private struct RulesetBuilder {
                 peerMatches = [[]]
             }
 
-            // "If this field is empty or missing, this rule matches all ports."
-            let portMatches = rule.ports.isEmpty ? [[]] : numericPortMatches(rule.ports)
             var lines: [[String]] = []
-            for ports in portMatches {
+            for ports in numeric {
                 for peer in peerMatches { lines.append(ports + peer) }
             }
-            let named = rule.ports.filter { if case .named = $0.range { true } else { false } }
-            if !named.isEmpty {
+            if !named.isEmpty && (direction == .egress || !peerMatches.isEmpty) {
                 // "If the port is a named port, it is resolved against the destination pod":
                 // the pod this rule protects (ingress) or each peer pod (egress).
                 let name = Names.ruleSet(.namedPorts, policy.key, direction, rule: rule.index, family)
@@ -222,8 +226,8 @@ private struct RulesetBuilder {
                 let match = ["-m", "set", "--match-set", name, "dst,dst"]
                 if direction == .ingress {
                     for peer in peerMatches { lines.append(match + peer) }
-                } else if !peerMatches.isEmpty {
-                    // The pair set already holds only peer pods: one lookup decides.
+                } else {
+                    // The pair set holds only peer pods' pairs: one lookup decides.
                     lines.append(match)
                 }
             }

@@ -1,0 +1,50 @@
+# Picket: build, run the bundled example, test, re-record goldens, benchmark.
+# Every target installs what it needs on a fresh Debian machine first (`make deps`).
+
+SWIFT        ?= swift
+DEBIAN_DEPS  := iptables ipset libipset-dev libcurl4-openssl-dev iproute2 conntrack kmod python3
+NODE         ?= node-a
+DEMO         ?= Fixtures/demo/input
+
+.PHONY: all deps build run test golden bench clean
+
+all: build
+
+# Debian packages the build and the kernel tests use; installed only when missing.
+deps:
+	@missing=""; for p in $(DEBIAN_DEPS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else \
+	    echo "missing Debian packages:$$missing (run 'make deps' as root)"; exit 1; \
+	  fi; \
+	fi
+	@command -v $(SWIFT) >/dev/null || { echo "a Swift 6 toolchain is required (swift not found)"; exit 1; }
+
+build: deps
+	$(SWIFT) build
+
+# The main job on the bundled example: the rules node-a of the demo cluster enforces.
+run: build
+	$$($(SWIFT) build --show-bin-path)/picket dry-run --node $(NODE) --from $(DEMO)
+
+# Unit, golden and kernel tests (kernel tests need root; they are skipped loudly otherwise).
+test: deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
+
+# Re-record every golden file from the current compiler, then check them.
+golden: deps
+	-PICKET_RECORD=1 $(SWIFT) test --filter GoldenTests >/dev/null 2>&1
+	$(SWIFT) test --filter GoldenTests
+	@git status --short Fixtures
+
+# Compile-time and apply-time figures for synthetic clusters (release build).
+bench: deps
+	$(SWIFT) build -c release --product picket-bench
+	$$($(SWIFT) build -c release --show-bin-path)/picket-bench
+
+clean:
+	rm -rf .build
