@@ -1,0 +1,162 @@
+@testable import PolicyCompiler
+import KubeModel
+import Testing
+
+/// Builders for unit tests: a pod or policy with defaults, adjusted by a closure.
+func makePod(_ namespace: String, _ name: String, node: String = "node-a", ip: String, labels: [String: String] = [:],
+             _ tweak: (inout Pod) -> Void = { _ in }) -> Pod {
+    var pod = Pod(namespace: namespace, name: name, labels: labels, nodeName: node, ips: [IPAddress(ip)!])
+    tweak(&pod)
+    return pod
+}
+
+func makePolicy(_ namespace: String, _ name: String, _ tweak: (inout NetworkPolicy.Spec) -> Void = { _ in }) -> Policy {
+    var spec = NetworkPolicy.Spec()
+    tweak(&spec)
+    return Policy(validating: NetworkPolicy(namespace: namespace, name: name, spec: spec))
+}
+
+@Suite struct CompilerTests {
+    @Test("SHA-256 matches the FIPS 180-4 test vectors")
+    func sha256() {
+        func hex(_ s: String) -> String { SHA256.digest(Array(s.utf8)).map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined() }
+        #expect(hex("") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        #expect(hex("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        #expect(hex(String(repeating: "a", count: 1000)) == "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3")
+    }
+
+    @Test("names are stable, separated, prefixed and within the kernel's limits")
+    func names() {
+        let key = ObjectKey(namespace: "a-very-long-namespace-name-indeed", name: "and-an-even-longer-policy-name-too")
+        let chain = Names.policyChain(key, .ingress)
+        #expect(chain.count <= Names.maxChainLength && chain.hasPrefix("PICKET-POI-"))
+        #expect(chain == Names.policyChain(key, .ingress))
+        #expect(chain != Names.policyChain(key, .egress))
+        // Separators: moving a character across the namespace/name boundary changes the name.
+        #expect(Names.policyChain(ObjectKey(namespace: "ab", name: "c"), .ingress) != Names.policyChain(ObjectKey(namespace: "a", name: "bc"), .ingress))
+        for family in IPAddress.Family.allCases {
+            for kind in [Names.RuleSetKind.peers, .block, .namedPorts] {
+                let set = Names.ruleSet(kind, key, .egress, rule: 12, peer: 3, family)
+                #expect(set.count <= Names.maxSetLength && set.hasPrefix("picket-") && set.hasSuffix("-v\(family.rawValue)"))
+            }
+            #expect(Names.groupSet(.ingress, policies: [key, key], family).count <= Names.maxSetLength)
+        }
+        #expect(Names.groupChain(.egress, policies: [key]).count <= Names.maxChainLength)
+        // Pinned: a name change would orphan what a running node has applied.
+        #expect(Names.policyChain(ObjectKey(namespace: "nsa", name: "npa"), .ingress) == "PICKET-POI-" + Names.hash(["policy", "nsa", "npa", "ingress"]))
+    }
+
+    @Test("port lists fold into multiport matches of at most 15 slots")
+    func portFolding() {
+        let ports = (1...20).map { Policy.Port(proto: .tcp, range: .range($0 * 10, $0 * 10)) }
+            + [Policy.Port(proto: .tcp, range: .range(1000, 2000)), Policy.Port(proto: .udp, range: .range(53, 53)),
+               Policy.Port(proto: .tcp, range: .range(11, 19))]
+        let policy = makePolicy("x", "p") { spec in
+            spec.ingress = [.init(ports: ports.map { port in
+                switch port.range {
+                case .range(let a, let b):
+                    NetworkPolicy.Port(protocol: port.proto.rawValue, port: .number(a), endPort: a == b ? nil : b)
+                default: NetworkPolicy.Port()
+                }
+            })]
+        }
+        let snapshot = ClusterSnapshot(pods: [makePod("x", "a", ip: "10.0.0.1")], policies: [policy])
+        let rules = compile(snapshot, node: "node-a").ipv4.chains.first { $0.name.hasPrefix("PICKET-POI-") }!.rules
+        let dports = rules.compactMap { rule in rule.firstIndex(of: "--dports").map { rule[$0 + 1] } }
+        // Adjacent and overlapping entries merge (10, 11:19 and 20 become 10:20); a range takes two slots.
+        #expect(dports == ["10:20,30,40,50,60,70,80,90,100,110,120,130,140,150", "160,170,180,190,200,1000:2000"])
+        #expect(rules.contains { $0.starts(with: ["-p", "udp", "-m", "udp", "--dport", "53"]) })
+    }
+
+    @Test("only what the node's pods need is emitted")
+    func localOnly() {
+        let snapshot = ClusterSnapshot(
+            pods: [makePod("x", "here", ip: "10.244.1.2", labels: ["app": "a"]), makePod("x", "there", node: "node-b", ip: "10.244.2.2", labels: ["app": "b"])],
+            policies: [makePolicy("x", "selects-b") { $0.podSelector = LabelSelector(matchLabels: ["app": "b"]) }])
+        let onA = compile(snapshot, node: "node-a")
+        let onB = compile(snapshot, node: "node-b")
+        #expect(onA.ipv4.chains.map(\.name) == ["PICKET-FORWARD", "PICKET-INPUT", "PICKET-INGRESS", "PICKET-EGRESS"])
+        #expect(onA.sets.map(\.name) == ["picket-egress-v4", "picket-ingress-v4"])
+        #expect(onA.memberCount == 0)
+        #expect(onB.sets.first { $0.name == "picket-ingress-v4" }?.members.map(\.description) == ["10.244.2.2"])
+        #expect(onA.ipv6 == nil)
+    }
+
+    @Test("no rule accepts a new packet: FORWARD evaluates egress and ingress in one pass")
+    func markAndReturn() {
+        let snapshot = ClusterSnapshot(
+            pods: [makePod("x", "a", ip: "10.244.1.2"), makePod("x", "b", ip: "10.244.1.3")],
+            policies: [makePolicy("x", "p") { spec in
+                spec.policyTypes = ["Ingress", "Egress"]
+                spec.ingress = [.init(peers: [.init(podSelector: LabelSelector())])]
+                spec.egress = [.init(peers: [.init(podSelector: LabelSelector())])]
+            }])
+        let table = compile(snapshot, node: "node-a").ipv4
+        for chain in table.chains {
+            for rule in chain.rules where rule.last == "ACCEPT" {
+                #expect(chain.name == Names.forwardChain && rule.contains("RELATED,ESTABLISHED"), "\(chain.name): \(rule)")
+            }
+        }
+        let forward = table.chains.first { $0.name == Names.forwardChain }!
+        #expect(forward.rules.map { $0.last! } == ["ACCEPT", Names.egressChain, Names.ingressChain])
+        // Dispatch chains goto the group chain, so its RETURN resumes PICKET-FORWARD.
+        let egress = table.chains.first { $0.name == Names.egressChain }!
+        #expect(egress.rules.contains { $0.contains("-g") })
+    }
+
+    @Test("a rule whose peers are all of the other family allows nothing in this family")
+    func familySplit() {
+        let snapshot = ClusterSnapshot(
+            pods: [makePod("x", "a", ip: "10.244.1.2") { $0.ips.append(IPAddress("fd00::2")!) }],
+            policies: [makePolicy("x", "p") { spec in
+                spec.ingress = [.init(peers: [.init(ipBlock: .init(cidr: "192.0.2.0/24"))])]
+            }])
+        let ruleset = compile(snapshot, node: "node-a")
+        let v4 = ruleset.ipv4.chains.first { $0.name.hasPrefix("PICKET-POI-") }!
+        let v6 = ruleset.ipv6!.chains.first { $0.name.hasPrefix("PICKET-POI-") }!
+        #expect(v4.rules.count == 1)
+        #expect(v6.rules.isEmpty)
+        #expect(ruleset.sets.filter { $0.family == .v6 }.allSatisfy { !$0.name.hasPrefix("picket-net-") })
+    }
+
+    @Test("0.0.0.0/0 and ::/0 become two halves, except entries nomatch holes")
+    func allAddresses() {
+        let snapshot = ClusterSnapshot(
+            pods: [makePod("x", "a", ip: "10.244.1.2") { $0.ips.append(IPAddress("fd00::2")!) }],
+            policies: [makePolicy("x", "p") { spec in
+                spec.egress = [.init(peers: [
+                    .init(ipBlock: .init(cidr: "0.0.0.0/0", except: ["10.0.0.0/8"])), .init(ipBlock: .init(cidr: "::/0")),
+                ])]
+            }])
+        let sets = compile(snapshot, node: "node-a").sets.filter { $0.name.hasPrefix("picket-net-") }
+        #expect(sets.map { $0.members.map(\.description) }.sorted { $0.count < $1.count } == [
+            ["::/1", "8000::/1"], ["0.0.0.0/1", "10.0.0.0/8 nomatch", "128.0.0.0/1"],
+        ])
+    }
+
+    @Test("pods selected by the same policies share one group; others get their own")
+    func grouping() {
+        let pods = (1...5).map { makePod("x", "p\($0)", ip: "10.244.1.\($0)", labels: ["app": $0 <= 3 ? "web" : "db"]) }
+        let snapshot = ClusterSnapshot(pods: pods, policies: [
+            makePolicy("x", "all"),
+            makePolicy("x", "db") { $0.podSelector = LabelSelector(matchLabels: ["app": "db"]) },
+        ])
+        let groups = PolicyCompiler.groups(of: pods, .ingress, in: snapshot)
+        #expect(groups.map { $0.pods.map(\.key.name) }.sorted { $0.count < $1.count } == [["p4", "p5"], ["p1", "p2", "p3"]])
+        #expect(groups.map(\.policies.count).sorted() == [1, 2])
+    }
+
+    @Test("finished, hostNetwork and address-less pods are neither protected nor peers")
+    func endpoints() {
+        let snapshot = ClusterSnapshot(
+            pods: [
+                makePod("x", "host", ip: "172.18.0.2") { $0.hostNetwork = true },
+                makePod("x", "done", ip: "10.244.1.9") { $0.phase = "Succeeded" },
+                makePod("x", "failed", ip: "10.244.1.8") { $0.phase = "Failed" },
+                makePod("x", "pending", ip: "10.244.1.7") { $0.ips = []; $0.phase = "Pending" },
+            ],
+            policies: [makePolicy("x", "p") { $0.ingress = [.init(peers: [.init(podSelector: LabelSelector())])] }])
+        let ruleset = compile(snapshot, node: "node-a")
+        #expect(ruleset.memberCount == 0)
+    }
+}
