@@ -39,6 +39,29 @@ let package = Package(
             dependencies: ["KubeModel"],
             swiftSettings: swiftSettings
         ),
+        // libipset, in-process: a C shim with custom error/print handlers (libipset's defaults
+        // print and exit) and a Swift session over it.
+        .target(
+            name: "CIPSet",
+            path: "Sources/CIPSet",
+            linkerSettings: [.linkedLibrary("ipset")]
+        ),
+        .target(
+            name: "IPSetKit",
+            dependencies: ["CIPSet"],
+            swiftSettings: swiftSettings
+        ),
+        // libnetfilter_conntrack, in-process: delete conntrack entries of given addresses.
+        .target(
+            name: "CConntrack",
+            path: "Sources/CConntrack",
+            linkerSettings: [.linkedLibrary("netfilter_conntrack")]
+        ),
+        .target(
+            name: "ConntrackKit",
+            dependencies: ["CConntrack", "KubeModel"],
+            swiftSettings: swiftSettings
+        ),
         // The command-line tool.
         .executableTarget(
             name: "picket",
@@ -65,6 +88,16 @@ let package = Package(
         .testTarget(
             name: "PolicyCompilerTests",
             dependencies: ["KubeModel", "PolicyCompiler"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "IPSetKitTests",
+            dependencies: ["IPSetKit"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ConntrackKitTests",
+            dependencies: ["ConntrackKit", "KubeModel"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

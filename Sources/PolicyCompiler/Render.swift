@@ -7,11 +7,13 @@ struct LineWriter {
 
     /// Appends one line made of `words`, separated by single spaces.
     mutating func write(_ words: [String]) {
-        var first = true
+        var previous: String? = nil
         for word in words {
-            if !first { text.append(" ") }
-            first = false
-            text.append(LineWriter.quoted(word))
+            if previous != nil { text.append(" ") }
+            // iptables-save always quotes comments; writing them the same way lets the executor
+            // compare saved rules with compiled ones as plain text.
+            text.append(previous == "--comment" ? LineWriter.forceQuoted(word) : LineWriter.quoted(word))
+            previous = word
         }
         text.append("\n")
     }
@@ -30,7 +32,12 @@ struct LineWriter {
     static func quoted(_ word: String) -> String {
         if word.isEmpty { return "\"\"" }
         guard word.contains(where: { $0 == " " || $0 == "\"" || $0 == "'" || $0 == "\t" || $0 == "#" }) else { return word }
-        return "\"" + word.replacingAll("\"", with: "'") + "\""
+        return forceQuoted(word)
+    }
+
+    /// A word in double quotes (inner double quotes become single quotes).
+    static func forceQuoted(_ word: String) -> String {
+        "\"" + word.replacingAll("\"", with: "'") + "\""
     }
 }
 
