@@ -4,7 +4,8 @@ import KubeModel
 public enum Endpoint: Hashable, Sendable, CustomStringConvertible {
     /// A pod, by key. Its address is its pod IP of the flow's family. Only endpoint pods
     /// (`Pod.isPolicyEndpoint`) are ever isolated or matched by pod selectors; any other pod
-    /// (hostNetwork, finished) counts as the bare address it has.
+    /// counts as the bare address it has, and a hostNetwork pod as a source also as its node
+    /// (it lives in the node's network namespace).
     case pod(ObjectKey)
     /// A node, by name, with its address in the flow's family. "Traffic to and from the node
     /// where a Pod is running is always allowed": a node reaches its own pods whatever their

@@ -1,1 +1,0 @@
-// PolicyEvaluator: see Evaluator.swift.
