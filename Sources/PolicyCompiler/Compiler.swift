@@ -189,14 +189,14 @@ private struct RulesetBuilder {
             if let peers = rule.peers {
                 let selectorPeers = peers.filter { if case .pods = $0 { true } else { false } }
                 if needsPeers && !selectorPeers.isEmpty {
-                    let name = Names.ruleSet(.peers, policy.key, direction, rule: rule.index, family)
+                    let name = Names.ruleSet(.peers, policy.key, direction, rule: rule.index, definition: describe(selectorPeers), family)
                     let members = podPeers(policy, selectorPeers).flatMap { $0.ips(family) }
                     sets.append(IPSet(name: name, kind: .hashIP, family: family, members: members.map(IPSet.Member.init), purpose: "\(label) pod peers"))
                     peerMatches.append(["-m", "set", "--match-set", name, remote])
                 }
                 for (i, peer) in peers.enumerated() where needsPeers {
                     guard case .block(let cidr, let except) = peer, cidr.family == family else { continue }
-                    let name = Names.ruleSet(.block, policy.key, direction, rule: rule.index, peer: i, family)
+                    let name = Names.ruleSet(.block, policy.key, direction, rule: rule.index, peer: i, definition: describe([peer]), family)
                     sets.append(IPSet(name: name, kind: .hashNet, family: family, members: blockMembers(cidr, except), purpose: "\(label) ipBlock \(cidr)"))
                     peerMatches.append(["-m", "set", "--match-set", name, remote])
                 }
@@ -211,7 +211,10 @@ private struct RulesetBuilder {
             if !named.isEmpty && (direction == .egress || !peerMatches.isEmpty) {
                 // "If the port is a named port, it is resolved against the destination pod":
                 // the pod this rule protects (ingress) or each peer pod (egress).
-                let name = Names.ruleSet(.namedPorts, policy.key, direction, rule: rule.index, family)
+                let definition = describe(named) + (direction == .ingress
+                    ? " selected " + policy.podSelector.description
+                    : " to " + (rule.peers.map(describe) ?? "<all>"))
+                let name = Names.ruleSet(.namedPorts, policy.key, direction, rule: rule.index, definition: definition, family)
                 let destinations = direction == .ingress ? localSelected(policy) : egressDestinations(policy, rule)
                 var members: [IPSet.Member] = []
                 for pod in destinations {
@@ -239,6 +242,23 @@ private struct RulesetBuilder {
             }
         }
         return chain
+    }
+
+    /// A canonical text of peers, part of the identity of the sets derived from them.
+    func describe(_ peers: [Policy.Peer]) -> String {
+        peers.map { peer in
+            switch peer {
+            case .pods(let namespaces, let pods): "pods(\(namespaces?.description ?? "<own>");\(pods))"
+            case .block(let cidr, let except): "block(\(cidr);\(except.map(\.description).joined(separator: ",")))"
+            }
+        }.joined(separator: "|")
+    }
+
+    /// A canonical text of named port entries.
+    func describe(_ ports: [Policy.Port]) -> String {
+        ports.map { port in
+            if case .named(let name) = port.range { "\(port.proto.rawValue)/\(name)" } else { "" }
+        }.joined(separator: ",")
     }
 
     /// Endpoints the selector peers of a rule name, sorted, without repeats.

@@ -58,12 +58,18 @@ public enum Names {
         case namedPorts = "npt"
     }
 
-    /// A set belonging to rule `rule` of `policy`'s `direction` rules; `peer` numbers ipBlock peers.
+    /// A set belonging to rule `rule` of `policy`'s `direction` rules; `peer` numbers ipBlock
+    /// peers. `definition` is a canonical text of what decides the set's members (the peers'
+    /// selectors, the block, the port names): when a policy's rule changes meaning, its sets get
+    /// new names, so new rules never run against members computed for old ones. Pod churn keeps
+    /// the name and only changes members.
     public static func ruleSet(
-        _ kind: RuleSetKind, _ policy: ObjectKey, _ direction: Direction, rule: Int, peer: Int? = nil, _ family: IPAddress.Family
+        _ kind: RuleSetKind, _ policy: ObjectKey, _ direction: Direction, rule: Int, peer: Int? = nil,
+        definition: String, _ family: IPAddress.Family
     ) -> String {
         var identity = [kind.rawValue, policy.namespace, policy.name, direction.field, String(rule)]
         if let peer { identity.append(String(peer)) }
+        identity.append(definition)
         return setPrefix + kind.rawValue + "-" + hash(identity).lowercased() + "-v\(family.rawValue)"
     }
 

@@ -36,7 +36,7 @@ func makePolicy(_ namespace: String, _ name: String, _ tweak: (inout NetworkPoli
         #expect(Names.policyChain(ObjectKey(namespace: "ab", name: "c"), .ingress) != Names.policyChain(ObjectKey(namespace: "a", name: "bc"), .ingress))
         for family in IPAddress.Family.allCases {
             for kind in [Names.RuleSetKind.peers, .block, .namedPorts] {
-                let set = Names.ruleSet(kind, key, .egress, rule: 12, peer: 3, family)
+                let set = Names.ruleSet(kind, key, .egress, rule: 12, peer: 3, definition: "pods(<own>;app=web)", family)
                 #expect(set.count <= Names.maxSetLength && set.hasPrefix("picket-") && set.hasSuffix("-v\(family.rawValue)"))
             }
             #expect(Names.groupSet(.ingress, policies: [key, key], family).count <= Names.maxSetLength)
@@ -158,5 +158,28 @@ func makePolicy(_ namespace: String, _ name: String, _ tweak: (inout NetworkPoli
             policies: [makePolicy("x", "p") { $0.ingress = [.init(peers: [.init(podSelector: LabelSelector())])] }])
         let ruleset = compile(snapshot, node: "node-a")
         #expect(ruleset.memberCount == 0)
+    }
+}
+
+@Suite struct SetIdentityTests {
+    func peerSets(_ selector: [String: String], extraPod: Bool) -> [String: [String]] {
+        var pods = [makePod("x", "a", ip: "10.244.1.2"), makePod("x", "b", node: "node-b", ip: "10.244.2.2", labels: ["app": "web"])]
+        if extraPod { pods.append(makePod("x", "c", node: "node-b", ip: "10.244.2.3", labels: ["app": "web", "tier": "front"])) }
+        let snapshot = ClusterSnapshot(pods: pods, policies: [makePolicy("x", "p") { spec in
+            spec.ingress = [.init(peers: [.init(podSelector: LabelSelector(matchLabels: selector))])]
+        }])
+        let sets = compile(snapshot, node: "node-a").sets.filter { $0.name.hasPrefix("picket-pod-") }
+        return Dictionary(uniqueKeysWithValues: sets.map { ($0.name, $0.members.map(\.description)) })
+    }
+
+    @Test("pod churn changes members only; a changed peer definition gets a new set")
+    func identity() {
+        let before = peerSets(["app": "web"], extraPod: false)
+        let churned = peerSets(["app": "web"], extraPod: true)
+        let redefined = peerSets(["tier": "front"], extraPod: true)
+        #expect(Array(before.keys) == Array(churned.keys))
+        #expect(before.values.first == ["10.244.2.2"])
+        #expect(churned.values.first == ["10.244.2.2", "10.244.2.3"])
+        #expect(Set(redefined.keys).isDisjoint(with: Set(churned.keys)))
     }
 }
