@@ -32,3 +32,8 @@ func report(_ issues: [ManifestIssue]) -> Bool {
     }
     return sawError
 }
+
+/// Writes one line to stderr.
+func printError(_ line: String) {
+    FileHandle.standardError.write(Data((line + "\n").utf8))
+}
