@@ -62,6 +62,13 @@ let package = Package(
             dependencies: ["CConntrack", "KubeModel"],
             swiftSettings: swiftSettings
         ),
+        // The only module that changes the kernel: diffs a Ruleset against what the node holds
+        // and applies the difference (libipset in-process, iptables-restore --noflush).
+        .target(
+            name: "Executor",
+            dependencies: ["KubeModel", "PolicyCompiler", "IPSetKit", "ConntrackKit"],
+            swiftSettings: swiftSettings
+        ),
         // The command-line tool.
         .executableTarget(
             name: "picket",
@@ -69,6 +76,7 @@ let package = Package(
                 "KubeModel",
                 "PolicyCompiler",
                 "PolicyEvaluator",
+                "Executor",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
@@ -81,6 +89,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "picketTests",
+            dependencies: ["picket"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "KubeModelTests",
             dependencies: ["KubeModel"],
             swiftSettings: swiftSettings
@@ -88,6 +101,11 @@ let package = Package(
         .testTarget(
             name: "PolicyCompilerTests",
             dependencies: ["KubeModel", "PolicyCompiler"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ExecutorTests",
+            dependencies: ["Executor", "KubeModel", "PolicyCompiler", "IPSetKit"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
