@@ -1,0 +1,108 @@
+#include "CConntrack.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <libnetfilter_conntrack/libnetfilter_conntrack.h>
+
+/// State shared with the dump callback through its data pointer.
+struct picket_ct_context {
+    struct nfct_handle *destroyer;
+    uint8_t family;
+    size_t width;
+    const uint8_t *addresses;
+    size_t count;
+    picket_ct_result *result;
+};
+
+/// Binary search of the sorted address list.
+static int picket_ct_contains(const struct picket_ct_context *context, const void *address) {
+    size_t low = 0, high = context->count;
+    while (low < high) {
+        size_t middle = low + (high - low) / 2;
+        int order = memcmp(address, context->addresses + middle * context->width, context->width);
+        if (order == 0) return 1;
+        if (order < 0) high = middle; else low = middle + 1;
+    }
+    return 0;
+}
+
+/// Whether the original or reply source or destination of `entry` is in the list.
+static int picket_ct_involves(const struct picket_ct_context *context, const struct nf_conntrack *entry) {
+    static const enum nf_conntrack_attr v4[] = {
+        ATTR_ORIG_IPV4_SRC, ATTR_ORIG_IPV4_DST, ATTR_REPL_IPV4_SRC, ATTR_REPL_IPV4_DST,
+    };
+    static const enum nf_conntrack_attr v6[] = {
+        ATTR_ORIG_IPV6_SRC, ATTR_ORIG_IPV6_DST, ATTR_REPL_IPV6_SRC, ATTR_REPL_IPV6_DST,
+    };
+    const enum nf_conntrack_attr *attributes = context->family == AF_INET ? v4 : v6;
+    for (int i = 0; i < 4; i++) {
+        // NULL (ENODATA) when the entry lacks the attribute.
+        const void *address = nfct_get_attr(entry, attributes[i]);
+        if (address != NULL && picket_ct_contains(context, address)) return 1;
+    }
+    return 0;
+}
+
+/// Dump callback: destroy a matching entry on the second handle (the dumping one is busy).
+static int picket_ct_on_entry(enum nf_conntrack_msg_type type, struct nf_conntrack *entry, void *data) {
+    struct picket_ct_context *context = data;
+    (void)type;
+    if (nfct_get_attr_u8(entry, ATTR_ORIG_L3PROTO) != context->family) return NFCT_CB_CONTINUE;
+    if (!picket_ct_involves(context, entry)) return NFCT_CB_CONTINUE;
+    if (nfct_query(context->destroyer, NFCT_Q_DESTROY, entry) == 0) {
+        context->result->deleted++;
+        return NFCT_CB_CONTINUE;
+    }
+    if (errno == ENOENT) {
+        // Expired meanwhile, or dumped twice (the kernel restarts a hash bucket whose last
+        // dumped entry is gone): not an error.
+        context->result->vanished++;
+        return NFCT_CB_CONTINUE;
+    }
+    context->result->step = PICKET_CT_STEP_DESTROY;
+    context->result->error = errno;
+    return NFCT_CB_STOP;
+}
+
+static int picket_ct_fail(picket_ct_result *result, picket_ct_step step, int error) {
+    result->step = step;
+    result->error = error;
+    return -1;
+}
+
+int picket_ct_delete(int family, const uint8_t *addresses, size_t count, picket_ct_result *result) {
+    memset(result, 0, sizeof *result);
+    if (family != AF_INET && family != AF_INET6) return picket_ct_fail(result, PICKET_CT_STEP_DUMP, EAFNOSUPPORT);
+    if (count == 0) return 0;
+
+    struct nfct_handle *dumper = nfct_open(CONNTRACK, 0);
+    if (dumper == NULL) return picket_ct_fail(result, PICKET_CT_STEP_OPEN, errno);
+    struct nfct_handle *destroyer = nfct_open(CONNTRACK, 0);
+    if (destroyer == NULL) {
+        int error = errno;
+        nfct_close(dumper);
+        return picket_ct_fail(result, PICKET_CT_STEP_OPEN, error);
+    }
+
+    struct picket_ct_context context = {
+        .destroyer = destroyer,
+        .family = (uint8_t)family,
+        .width = family == AF_INET ? 4 : 16,
+        .addresses = addresses,
+        .count = count,
+        .result = result,
+    };
+    if (nfct_callback_register(dumper, NFCT_T_ALL, picket_ct_on_entry, &context) < 0) {
+        picket_ct_fail(result, PICKET_CT_STEP_REGISTER, errno);
+    } else {
+        uint32_t dump_family = (uint32_t)family;
+        if (nfct_query(dumper, NFCT_Q_DUMP, &dump_family) < 0 && result->step == PICKET_CT_STEP_NONE) {
+            picket_ct_fail(result, PICKET_CT_STEP_DUMP, errno);
+        }
+    }
+    nfct_close(destroyer);
+    nfct_close(dumper);
+    return result->step == PICKET_CT_STEP_NONE ? 0 : -1;
+}
