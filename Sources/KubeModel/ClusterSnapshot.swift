@@ -16,6 +16,8 @@ public struct ClusterSnapshot: Sendable {
     public let policiesByNamespace: [String: [Int]]
     /// Every namespace name known from namespaces, pods and policies, sorted.
     public let namespaceNames: [String]
+    /// The labels of each of `namespaceNames`, in the same order.
+    let namespaceLabels: [[String: String]]
 
     /// Builds a snapshot; later duplicates of a key replace earlier ones.
     public init(namespaces: [Namespace] = [], pods: [Pod] = [], policies: [Policy] = []) {
@@ -42,6 +44,7 @@ public struct ClusterSnapshot: Sendable {
         self.endpointsByNamespace = endpointsByNamespace
         self.policiesByNamespace = policiesByNamespace
         self.namespaceNames = nsByName.keys.sorted()
+        self.namespaceLabels = namespaceNames.map { nsByName[$0]!.labels }
     }
 
     /// The labels of a namespace (its automatic name label at least).
@@ -64,14 +67,17 @@ public struct ClusterSnapshot: Sendable {
         namespaceNames.filter { selector.matches(labels(ofNamespace: $0)) }
     }
 
-    /// Endpoint pods a peer with pod and namespace selectors names, for a policy in `policyNamespace`.
-    public func endpoints(matching pods: Selector, inNamespaces namespaces: Selector?, policyNamespace: String) -> [Pod] {
-        let names = namespaces.map { self.namespaces(matching: $0) } ?? [policyNamespace]
-        var result: [Pod] = []
-        for name in names {
-            for i in endpointsByNamespace[name] ?? [] where pods.matches(endpoints[i].labels) {
-                result.append(endpoints[i])
-            }
+    /// Indexes into `endpoints` of the pods a peer with pod and namespace selectors names, for a
+    /// policy in `policyNamespace`; ascending, so in namespace/name order, without repeats.
+    public func endpointIndexes(matching pods: Selector, inNamespaces namespaces: Selector?, policyNamespace: String) -> [Int] {
+        var result: [Int] = []
+        func collect(_ name: String) {
+            for i in endpointsByNamespace[name] ?? [] where pods.matches(endpoints[i].labels) { result.append(i) }
+        }
+        if let namespaces {
+            for (name, labels) in zip(namespaceNames, namespaceLabels) where namespaces.matches(labels) { collect(name) }
+        } else {
+            collect(policyNamespace)
         }
         return result
     }

@@ -90,7 +90,17 @@ public struct IPAddress: Hashable, Comparable, Sendable, CustomStringConvertible
         switch family {
         case .v4:
             let v = UInt32(truncatingIfNeeded: value)
-            return "\(v >> 24).\(v >> 16 & 0xFF).\(v >> 8 & 0xFF).\(v & 0xFF)"
+            // Dotted quad written byte by byte: this runs once per set member when rendering.
+            var bytes: [UInt8] = []
+            bytes.reserveCapacity(15)
+            for shift in [24, 16, 8, 0] as [UInt32] {
+                let octet = UInt8(truncatingIfNeeded: v >> shift)
+                if !bytes.isEmpty { bytes.append(0x2E) }
+                if octet >= 100 { bytes.append(0x30 + octet / 100) }
+                if octet >= 10 { bytes.append(0x30 + octet / 10 % 10) }
+                bytes.append(0x30 + octet % 10)
+            }
+            return String(decoding: bytes, as: UTF8.self)
         case .v6:
             let groups = (0..<8).map { UInt16(truncatingIfNeeded: value >> UInt128(16 * (7 - $0))) }
             // Longest run of two or more zero groups, first one on ties.

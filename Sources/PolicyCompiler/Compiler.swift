@@ -43,7 +43,7 @@ public struct CompileOptions: Hashable, Sendable {
 /// policy of its namespace selects it and names that direction; it then admits exactly what the
 /// union of those policies' rules allows.
 public func compile(_ snapshot: ClusterSnapshot, node: String, options: CompileOptions = CompileOptions()) -> Ruleset {
-    var builder = RulesetBuilder(snapshot: snapshot, node: node, options: options)
+    let builder = RulesetBuilder(snapshot: snapshot, node: node, options: options)
     return builder.build()
 }
 
@@ -64,7 +64,7 @@ struct PodGroup {
     var direction: Direction
     var policies: [Policy]
     var pods: [Pod]
-    var chain: String { Names.groupChain(direction, policies: policies.map(\.key)) }
+    var chain: String
 }
 
 /// Groups local pods by the policies that isolate them in `direction`; pods no policy
@@ -74,7 +74,11 @@ func groups(of pods: [Pod], _ direction: Direction, in snapshot: ClusterSnapshot
     for pod in pods {
         let selecting = policies(selecting: pod, direction, in: snapshot)
         guard !selecting.isEmpty else { continue }
-        byKeys[selecting.map(\.key), default: PodGroup(direction: direction, policies: selecting, pods: [])].pods.append(pod)
+        let keys = selecting.map(\.key)
+        if byKeys[keys] == nil {
+            byKeys[keys] = PodGroup(direction: direction, policies: selecting, pods: [], chain: Names.groupChain(direction, policies: keys))
+        }
+        byKeys[keys]!.pods.append(pod)
     }
     return byKeys.values.sorted { $0.chain < $1.chain }
 }
@@ -85,7 +89,8 @@ private struct RulesetBuilder {
     let options: CompileOptions
     let local: [Pod]
     let families: [IPAddress.Family]
-    var sets: [IPSet] = []
+    /// The sets emitted so far (a reference, so that member closures may read the builder).
+    let sets = SetCollector()
 
     init(snapshot: ClusterSnapshot, node: String, options: CompileOptions) {
         self.snapshot = snapshot
@@ -99,7 +104,7 @@ private struct RulesetBuilder {
     var mark: String { "0x" + String(options.markBit, radix: 16) + "/0x" + String(options.markBit, radix: 16) }
     var clearMark: String { "0x0/0x" + String(options.markBit, radix: 16) }
 
-    mutating func build() -> Ruleset {
+    func build() -> Ruleset {
         let groupsByDirection = Direction.allCases.map { groups(of: local, $0, in: snapshot) }
         var tables: [FilterTable] = []
         for family in families {
@@ -108,7 +113,7 @@ private struct RulesetBuilder {
             for (direction, groups) in zip(Direction.allCases, groupsByDirection) {
                 // The isolated set and each group's member set.
                 let isolated = groups.flatMap(\.pods).flatMap { $0.ips(family) }
-                sets.append(IPSet(
+                addSet(IPSet(
                     name: Names.isolatedSet(direction, family), kind: .hashIP, family: family,
                     members: isolated.map(IPSet.Member.init), purpose: "local pods isolated for \(direction.field)"))
                 var dispatch = Chain(name: direction == .ingress ? Names.ingressChain : Names.egressChain)
@@ -116,7 +121,7 @@ private struct RulesetBuilder {
                 var policiesWithRules: [ObjectKey: Policy] = [:]
                 for group in groups {
                     let setName = Names.groupSet(direction, policies: group.policies.map(\.key), family)
-                    sets.append(IPSet(
+                    addSet(IPSet(
                         name: setName, kind: .hashIP, family: family, members: group.pods.flatMap { $0.ips(family) }.map(IPSet.Member.init),
                         purpose: "local pods selected by " + group.policies.map(\.key.description).joined(separator: ",")))
                     dispatch.rules.append(["-m", "set", "--match-set", setName, direction == .ingress ? "dst" : "src", "-g", group.chain])
@@ -135,7 +140,20 @@ private struct RulesetBuilder {
             tables.append(FilterTable(
                 family: family, chains: base.chains + chains + derived.sorted { $0.name < $1.name }, hooks: base.hooks))
         }
-        return Ruleset(sets: sets.sorted { $0.name < $1.name }, ipv4: tables[0], ipv6: tables.count > 1 ? tables[1] : nil)
+        return Ruleset(sets: sets.list.sorted { $0.name < $1.name }, ipv4: tables[0], ipv6: tables.count > 1 ? tables[1] : nil)
+    }
+
+    /// Emits a set once; a second rule defining the same set (same name) shares it, and its
+    /// members are computed only the first time.
+    func addSet(_ name: String, _ kind: IPSet.Kind, _ family: IPAddress.Family, purpose: String, members: () -> [IPSet.Member]) {
+        guard sets.names.insert(name).inserted else { return }
+        sets.list.append(IPSet(name: name, kind: kind, family: family, members: members(), purpose: purpose))
+    }
+
+    /// Emits a set of local pods (never shared).
+    func addSet(_ set: IPSet) {
+        sets.names.insert(set.name)
+        sets.list.append(set)
     }
 
     /// PICKET-FORWARD and PICKET-INPUT and the hooks into them (the static table of hooks).
@@ -171,7 +189,7 @@ private struct RulesetBuilder {
     }
 
     /// One policy's rules of one direction for one family, and the sets they use.
-    mutating func policyChain(_ policy: Policy, _ direction: Direction, _ family: IPAddress.Family) -> Chain {
+    func policyChain(_ policy: Policy, _ direction: Direction, _ family: IPAddress.Family) -> Chain {
         var chain = Chain(name: Names.policyChain(policy.key, direction))
         let remote = direction == .ingress ? "src" : "dst"
         let rules = policy.rules(direction)
@@ -189,15 +207,22 @@ private struct RulesetBuilder {
             if let peers = rule.peers {
                 let selectorPeers = peers.filter { if case .pods = $0 { true } else { false } }
                 if needsPeers && !selectorPeers.isEmpty {
-                    let name = Names.ruleSet(.peers, policy.key, direction, rule: rule.index, definition: describe(selectorPeers), family)
-                    let members = podPeers(policy, selectorPeers).flatMap { $0.ips(family) }
-                    sets.append(IPSet(name: name, kind: .hashIP, family: family, members: members.map(IPSet.Member.init), purpose: "\(label) pod peers"))
+                    let definition = describe(selectorPeers, in: policy.key.namespace)
+                    let name = Names.definedSet(.peers, definition: definition, family)
+                    addSet(name, .hashIP, family, purpose: definition) {
+                        var members: [IPSet.Member] = []
+                        for i in podPeers(policy, selectorPeers) {
+                            for ip in snapshot.endpoints[i].ips where ip.family == family { members.append(IPSet.Member(ip)) }
+                        }
+                        return members
+                    }
                     peerMatches.append(["-m", "set", "--match-set", name, remote])
                 }
-                for (i, peer) in peers.enumerated() where needsPeers {
+                for peer in peers where needsPeers {
                     guard case .block(let cidr, let except) = peer, cidr.family == family else { continue }
-                    let name = Names.ruleSet(.block, policy.key, direction, rule: rule.index, peer: i, definition: describe([peer]), family)
-                    sets.append(IPSet(name: name, kind: .hashNet, family: family, members: blockMembers(cidr, except), purpose: "\(label) ipBlock \(cidr)"))
+                    let definition = describe([peer], in: policy.key.namespace)
+                    let name = Names.definedSet(.block, definition: definition, family)
+                    addSet(name, .hashNet, family, purpose: definition) { blockMembers(cidr, except) }
                     peerMatches.append(["-m", "set", "--match-set", name, remote])
                 }
             } else {
@@ -211,21 +236,27 @@ private struct RulesetBuilder {
             if !named.isEmpty && (direction == .egress || !peerMatches.isEmpty) {
                 // "If the port is a named port, it is resolved against the destination pod":
                 // the pod this rule protects (ingress) or each peer pod (egress).
-                let definition = describe(named) + (direction == .ingress
-                    ? " selected " + policy.podSelector.description
-                    : " to " + (rule.peers.map(describe) ?? "<all>"))
-                let name = Names.ruleSet(.namedPorts, policy.key, direction, rule: rule.index, definition: definition, family)
-                let destinations = direction == .ingress ? localSelected(policy) : egressDestinations(policy, rule)
-                var members: [IPSet.Member] = []
-                for pod in destinations {
-                    for port in named {
-                        guard case .named(let portName) = port.range else { continue }
-                        for number in pod.resolve(portName: portName, proto: port.proto) {
-                            members += pod.ips(family).map { IPSet.Member($0, port.proto, number) }
+                let definition = direction == .ingress
+                    ? "ingress \(describe(named)) on pods(\(policy.key.namespace);\(policy.podSelector))"
+                    : "egress \(describe(named)) to " + (rule.peers.map { describe($0, in: policy.key.namespace) } ?? "<all>")
+                let name = Names.definedSet(.namedPorts, definition: definition, family)
+                addSet(name, .hashIPPort, family, purpose: definition) {
+                    var members: [IPSet.Member] = []
+                    func add(_ pod: Pod) {
+                        for port in named {
+                            guard case .named(let portName) = port.range else { continue }
+                            for number in pod.resolve(portName: portName, proto: port.proto) {
+                                for ip in pod.ips where ip.family == family { members.append(IPSet.Member(ip, port.proto, number)) }
+                            }
                         }
                     }
+                    if direction == .ingress {
+                        for pod in localSelected(policy) { add(pod) }
+                    } else {
+                        for i in egressDestinations(policy, rule) { add(snapshot.endpoints[i]) }
+                    }
+                    return members
                 }
-                sets.append(IPSet(name: name, kind: .hashIPPort, family: family, members: members, purpose: "\(label) named ports"))
                 let match = ["-m", "set", "--match-set", name, "dst,dst"]
                 if direction == .ingress {
                     for peer in peerMatches { lines.append(match + peer) }
@@ -244,11 +275,12 @@ private struct RulesetBuilder {
         return chain
     }
 
-    /// A canonical text of peers, part of the identity of the sets derived from them.
-    func describe(_ peers: [Policy.Peer]) -> String {
+    /// A canonical text of peers, made absolute (a pod selector without a namespace selector
+    /// names the policy's namespace): the identity of the sets derived from them.
+    func describe(_ peers: [Policy.Peer], in namespace: String) -> String {
         peers.map { peer in
             switch peer {
-            case .pods(let namespaces, let pods): "pods(\(namespaces?.description ?? "<own>");\(pods))"
+            case .pods(let namespaces, let pods): "pods(\(namespaces.map { "namespaces " + $0.description } ?? namespace);\(pods))"
             case .block(let cidr, let except): "block(\(cidr);\(except.map(\.description).joined(separator: ",")))"
             }
         }.joined(separator: "|")
@@ -261,18 +293,22 @@ private struct RulesetBuilder {
         }.joined(separator: ",")
     }
 
-    /// Endpoints the selector peers of a rule name, sorted, without repeats.
-    func podPeers(_ policy: Policy, _ peers: [Policy.Peer]) -> [Pod] {
-        var seen = Set<ObjectKey>()
-        var result: [Pod] = []
+    /// Indexes into `snapshot.endpoints` of the pods the selector peers of a rule name,
+    /// ascending (so sorted by namespace/name), without repeats.
+    func podPeers(_ policy: Policy, _ peers: [Policy.Peer]) -> [Int] {
+        var result: [Int] = []
+        var selectorPeers = 0
         for peer in peers {
             guard case .pods(let namespaces, let pods) = peer else { continue }
-            for pod in snapshot.endpoints(matching: pods, inNamespaces: namespaces, policyNamespace: policy.key.namespace)
-            where seen.insert(pod.key).inserted {
-                result.append(pod)
-            }
+            result += snapshot.endpointIndexes(matching: pods, inNamespaces: namespaces, policyNamespace: policy.key.namespace)
+            selectorPeers += 1
         }
-        return result.sorted { $0.key < $1.key }
+        // One peer yields ascending, distinct indexes already; several need a merge.
+        if selectorPeers > 1 {
+            result.sort()
+            result.dedupeSorted()
+        }
+        return result
     }
 
     /// Local endpoints `policy` selects.
@@ -280,23 +316,24 @@ private struct RulesetBuilder {
         local.filter { $0.key.namespace == policy.key.namespace && policy.podSelector.matches($0.labels) }
     }
 
-    /// Cluster endpoints an egress rule's peers cover: every endpoint when the rule has no `to`,
-    /// else those named by selectors plus those whose address lies in an ipBlock.
-    func egressDestinations(_ policy: Policy, _ rule: Policy.Rule) -> [Pod] {
-        guard let peers = rule.peers else { return snapshot.endpoints }
+    /// Indexes into `snapshot.endpoints` of the endpoints an egress rule's peers cover, ascending:
+    /// every endpoint when the rule has no `to`, else those named by selectors plus those whose
+    /// address lies in an ipBlock.
+    func egressDestinations(_ policy: Policy, _ rule: Policy.Rule) -> [Int] {
+        guard let peers = rule.peers else { return Array(snapshot.endpoints.indices) }
         var result = podPeers(policy, peers)
-        var seen = Set(result.map(\.key))
-        for pod in snapshot.endpoints where !seen.contains(pod.key) {
-            let inBlock = peers.contains { peer in
-                guard case .block(let cidr, let except) = peer else { return false }
-                return pod.ips.contains { ip in cidr.contains(ip) && !except.contains { $0.contains(ip) } }
+        let blocks: [(CIDR, [CIDR])] = peers.compactMap { if case .block(let c, let e) = $0 { (c, e) } else { nil } }
+        guard !blocks.isEmpty else { return result }
+        var named = [Bool](repeating: false, count: snapshot.endpoints.count)
+        for i in result { named[i] = true }
+        for i in snapshot.endpoints.indices where !named[i] {
+            let inBlock = snapshot.endpoints[i].ips.contains { ip in
+                blocks.contains { cidr, except in cidr.contains(ip) && !except.contains { $0.contains(ip) } }
             }
-            if inBlock {
-                result.append(pod)
-                seen.insert(pod.key)
-            }
+            if inBlock { result.append(i) }
         }
-        return result.sorted { $0.key < $1.key }
+        result.sort()
+        return result
     }
 
     /// hash:net members for an ipBlock. hash:net cannot hold a /0, so "all addresses" becomes
@@ -360,6 +397,12 @@ private struct RulesetBuilder {
         }
         return matches
     }
+}
+
+/// The sets a compilation has emitted, by name.
+final class SetCollector {
+    var list: [IPSet] = []
+    var names: Set<String> = []
 }
 
 extension Pod {

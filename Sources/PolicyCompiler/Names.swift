@@ -58,26 +58,20 @@ public enum Names {
         case namedPorts = "npt"
     }
 
-    /// A set belonging to rule `rule` of `policy`'s `direction` rules; `peer` numbers ipBlock
-    /// peers. `definition` is a canonical text of what decides the set's members (the peers'
-    /// selectors, the block, the port names): when a policy's rule changes meaning, its sets get
-    /// new names, so new rules never run against members computed for old ones. Pod churn keeps
-    /// the name and only changes members.
-    public static func ruleSet(
-        _ kind: RuleSetKind, _ policy: ObjectKey, _ direction: Direction, rule: Int, peer: Int? = nil,
-        definition: String, _ family: IPAddress.Family
-    ) -> String {
-        var identity = [kind.rawValue, policy.namespace, policy.name, direction.field, String(rule)]
-        if let peer { identity.append(String(peer)) }
-        identity.append(definition)
-        return setPrefix + kind.rawValue + "-" + hash(identity).lowercased() + "-v\(family.rawValue)"
+    /// A set of peers or named-port pairs, named by its definition alone: a canonical text of
+    /// what decides its members (absolute selectors, a block, port names and whose ports).
+    /// Rules of any policy that mean the same peers share one set; a rule that changes meaning
+    /// gets another set, so new rules never run against members computed for old ones, and pod
+    /// churn keeps every name and only changes members.
+    public static func definedSet(_ kind: RuleSetKind, definition: String, _ family: IPAddress.Family) -> String {
+        setPrefix + kind.rawValue + "-" + hash(["set", kind.rawValue, definition]).lowercased() + "-v\(family.rawValue)"
     }
 
     private static func groupIdentity(_ direction: Direction, _ policies: [ObjectKey]) -> [String] {
         ["group", direction.field] + policies.flatMap { [$0.namespace, $0.name] }
     }
 
-    private static let base32: [Character] = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")
+    private static let base32Bytes: [UInt8] = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567".utf8)
 
     /// 16 base32 characters (80 bits) of SHA-256 over the NUL-joined fields.
     static func hash(_ fields: [String]) -> String {
@@ -87,7 +81,8 @@ public enum Names {
             bytes.append(contentsOf: field.utf8)
         }
         let digest = SHA256.digest(bytes)
-        var out = ""
+        var out: [UInt8] = []
+        out.reserveCapacity(16)
         var buffer: UInt32 = 0
         var bits = 0
         var i = 0
@@ -96,10 +91,10 @@ public enum Names {
             i += 1
             bits += 8
             while bits >= 5 && out.count < 16 {
-                out.append(base32[Int(buffer >> UInt32(bits - 5) & 31)])
+                out.append(base32Bytes[Int(buffer >> UInt32(bits - 5) & 31)])
                 bits -= 5
             }
         }
-        return out
+        return String(decoding: out, as: UTF8.self)
     }
 }

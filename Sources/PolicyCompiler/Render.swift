@@ -21,6 +21,13 @@ struct LineWriter {
     /// Appends one line made of `words`.
     mutating func write(_ words: String...) { write(words) }
 
+    /// Appends `head` + `tail` + newline, unquoted: for text known to need no quoting.
+    mutating func appendLine(_ head: String, _ tail: String) {
+        text.append(head)
+        text.append(tail)
+        text.append("\n")
+    }
+
     /// Appends a `# text` comment line (both restore formats skip them).
     mutating func comment(_ text: String) {
         self.text.append("# ")
@@ -31,7 +38,8 @@ struct LineWriter {
     /// A word as iptables-restore reads it: double-quoted when it has spaces or quotes.
     static func quoted(_ word: String) -> String {
         if word.isEmpty { return "\"\"" }
-        guard word.contains(where: { $0 == " " || $0 == "\"" || $0 == "'" || $0 == "\t" || $0 == "#" }) else { return word }
+        // Every character tested is ASCII, so scanning UTF-8 bytes is equivalent and much cheaper.
+        guard word.utf8.contains(where: { $0 == 0x20 || $0 == 0x22 || $0 == 0x27 || $0 == 0x09 || $0 == 0x23 }) else { return word }
         return forceQuoted(word)
     }
 
@@ -57,8 +65,10 @@ extension Ruleset {
             out.write(set.createWords)
         }
         for set in sets {
+            // Member text never needs quoting (addresses, proto:port, `nomatch`): append it as is.
+            let prefix = "add " + set.name + " "
             for member in set.members {
-                out.write(["add", set.name] + member.words)
+                out.appendLine(prefix, member.description)
             }
         }
         return out.text
@@ -100,10 +110,27 @@ extension IPSet {
     }
 }
 
-extension IPSet.Member {
-    /// The member as words for `add SET ...`.
-    var words: [String] {
-        let text = description
-        return text.split(separator: " ").map(String.init)
+
+extension Chain {
+    /// Each rule as `iptables-save` prints it after `-A NAME ` (comments quoted, words spaced).
+    public var ruleTexts: [String] { rules.map(LineWriter.line) }
+}
+
+extension Hook {
+    /// The hook as `iptables-save` prints it after `-A BUILTIN `.
+    public var ruleText: String { LineWriter.line(rule) }
+}
+
+extension IPSet {
+    /// Each member as `ipset save` prints it after `add NAME `.
+    public var memberTexts: [String] { members.map(\.description) }
+}
+
+extension LineWriter {
+    /// One line of words, without the newline.
+    static func line(_ words: [String]) -> String {
+        var writer = LineWriter()
+        writer.write(words)
+        return String(writer.text.dropLast())
     }
 }

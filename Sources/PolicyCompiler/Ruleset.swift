@@ -89,8 +89,9 @@ public struct IPSet: Hashable, Sendable {
         }
 
         public static func < (lhs: Member, rhs: Member) -> Bool {
-            (lhs.block, lhs.portProto?.rawValue ?? "", lhs.portNumber, lhs.nomatch ? 1 : 0)
-                < (rhs.block, rhs.portProto?.rawValue ?? "", rhs.portNumber, rhs.nomatch ? 1 : 0)
+            if lhs.block != rhs.block { return lhs.block < rhs.block }
+            return (lhs.portProto?.rawValue ?? "", lhs.portNumber, lhs.nomatch ? 1 : 0)
+                < (rhs.portProto?.rawValue ?? "", rhs.portNumber, rhs.nomatch ? 1 : 0)
         }
     }
 

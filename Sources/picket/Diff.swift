@@ -92,7 +92,7 @@ struct Diff: ParsableCommand {
         while i < flows.count {
             let head = flows[i]
             var group: [ConnectivityChange] = []
-            while i < flows.count && flows[i].destination == head.destination && flows[i].traffic == head.traffic && flows[i].family == head.family {
+            while i < flows.count && sameTarget(flows[i], head) {
                 group.append(flows[i])
                 i += 1
             }
@@ -103,6 +103,11 @@ struct Diff: ParsableCommand {
             if !denied.isEmpty { out += "    now denied from:  \(denied.joined(separator: ", "))\n" }
         }
         return out
+    }
+
+    /// Whether two changes concern the same destination, traffic and family.
+    private func sameTarget(_ a: ConnectivityChange, _ b: ConnectivityChange) -> Bool {
+        a.destination == b.destination && a.traffic == b.traffic && a.family == b.family
     }
 
     private func json(_ rules: [NodeRuleChange], _ flows: [ConnectivityChange]) throws -> String {

@@ -36,7 +36,7 @@ func makePolicy(_ namespace: String, _ name: String, _ tweak: (inout NetworkPoli
         #expect(Names.policyChain(ObjectKey(namespace: "ab", name: "c"), .ingress) != Names.policyChain(ObjectKey(namespace: "a", name: "bc"), .ingress))
         for family in IPAddress.Family.allCases {
             for kind in [Names.RuleSetKind.peers, .block, .namedPorts] {
-                let set = Names.ruleSet(kind, key, .egress, rule: 12, peer: 3, definition: "pods(<own>;app=web)", family)
+                let set = Names.definedSet(kind, definition: "pods(shop;app=web)", family)
                 #expect(set.count <= Names.maxSetLength && set.hasPrefix("picket-") && set.hasSuffix("-v\(family.rawValue)"))
             }
             #expect(Names.groupSet(.ingress, policies: [key, key], family).count <= Names.maxSetLength)
@@ -181,5 +181,20 @@ func makePolicy(_ namespace: String, _ name: String, _ tweak: (inout NetworkPoli
         #expect(before.values.first == ["10.244.2.2"])
         #expect(churned.values.first == ["10.244.2.2", "10.244.2.3"])
         #expect(Set(redefined.keys).isDisjoint(with: Set(churned.keys)))
+    }
+
+    @Test("rules of different policies that name the same peers share one set")
+    func sharing() {
+        let peer = NetworkPolicy.Peer(podSelector: LabelSelector(matchLabels: ["app": "web"]))
+        let snapshot = ClusterSnapshot(
+            pods: [makePod("x", "a", ip: "10.244.1.2"), makePod("x", "web", node: "node-b", ip: "10.244.2.2", labels: ["app": "web"])],
+            policies: [
+                makePolicy("x", "p1") { $0.ingress = [.init(peers: [peer])] },
+                makePolicy("x", "p2") { $0.ingress = [.init(peers: [peer], ports: [.init(port: .number(80))])] },
+                makePolicy("y", "p3") { $0.ingress = [.init(peers: [peer])] },  // its own namespace: other pods
+            ])
+        let sets = compile(snapshot, node: "node-a").sets.filter { $0.name.hasPrefix("picket-pod-") }
+        #expect(sets.count == 1)
+        #expect(sets.first?.members.map(\.description) == ["10.244.2.2"])
     }
 }
