@@ -1,0 +1,94 @@
+import KubeModel
+import PolicyCompiler
+
+/// Makes the node hold a Ruleset. Keeps the last state it applied, so that a sync whose
+/// compiled rules did not change touches nothing; reads the kernel back when asked to verify
+/// (periodic resync, or a one-shot command that has no memory), and repairs what it finds.
+public final class Executor {
+    private let kernel: any KernelAccess
+    /// The state the last successful apply left (nil before the first).
+    public private(set) var lastApplied: NodeState?
+
+    /// An executor over `kernel`.
+    public init(kernel: any KernelAccess) {
+        self.kernel = kernel
+    }
+
+    /// Picket's state as the kernel holds it now.
+    public func readKernel() throws(ApplyError) -> NodeState {
+        var state = NodeState()
+        state.sets = KernelText.parseSets(try kernel.saveSets())
+        for family in IPAddress.Family.allCases {
+            let table = KernelText.parseTable(try kernel.saveTable(family))
+            if !table.chains.isEmpty || !table.hooks.isEmpty { state.tables[family] = table }
+        }
+        return state
+    }
+
+    /// Applies `ruleset`. With `verify` false and a ruleset equal to the last applied one, the
+    /// kernel is not even read. Otherwise the kernel is read, the difference planned and applied.
+    /// On failure the node keeps enforcing the previous rules (see `execute`).
+    @discardableResult
+    public func apply(_ ruleset: Ruleset, verify: Bool = false) throws(ApplyError) -> ApplyReport {
+        let desired = NodeState(ruleset)
+        if !verify, let lastApplied, lastApplied == desired { return ApplyReport() }
+        let current = try readKernel()
+        let plan = Plan(from: current, to: desired)
+        var report = try execute(plan)
+        if !plan.revoke.isEmpty {
+            report.conntrackDeleted = try kernel.deleteConntrack(plan.revoke)
+        }
+        lastApplied = desired
+        return report
+    }
+
+    /// Removes every chain, hook and set Picket created, and nothing else. Idempotent.
+    @discardableResult
+    public func cleanup() throws(ApplyError) -> ApplyReport {
+        let plan = Plan(from: try readKernel(), to: NodeState())
+        let report = try execute(plan)
+        lastApplied = nil
+        return report
+    }
+
+    /// Runs the three steps of a plan. If step 1 fails, the sets it created are destroyed; if
+    /// step 2 fails (atomically, per family), families already restored are left as they are
+    /// (they are consistent), the new sets nothing references are destroyed, and the error is
+    /// thrown: the previous rules stay in force. Step 3 failures leave the rules consistent;
+    /// the next apply repairs the members.
+    private func execute(_ plan: Plan) throws(ApplyError) -> ApplyReport {
+        guard !plan.isEmpty else { return plan.report }
+        do {
+            try kernel.restoreSets(plan.prepare)
+        } catch {
+            rollBack(plan)
+            throw ApplyError(step: "ipset restore (new sets)", message: error.message, context: error.context)
+        }
+        for (family, text) in plan.tables {
+            do {
+                try kernel.restoreTable(family, text)
+            } catch {
+                if family == plan.tables.first?.family { rollBack(plan) }
+                throw error
+            }
+        }
+        do {
+            try kernel.restoreSets(plan.finish)
+        } catch {
+            throw ApplyError(step: "ipset restore (members and stale sets)", message: error.message, context: error.context)
+        }
+        return plan.report
+    }
+
+    /// Destroys the sets a failed plan created, as far as they exist; what cannot be destroyed
+    /// is left for the next apply, which sees it as stale.
+    private func rollBack(_ plan: Plan) {
+        for name in plan.created {
+            do {
+                try kernel.restoreSets(["destroy \(name)"])
+            } catch {
+                continue
+            }
+        }
+    }
+}

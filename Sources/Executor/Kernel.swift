@@ -1,0 +1,119 @@
+import ConntrackKit
+import Foundation
+import IPSetKit
+import KubeModel
+
+/// The kernel interfaces the executor uses, injected so that tests and the daemon choose how
+/// commands run. Every call acts on the caller's network namespace.
+public protocol KernelAccess {
+    /// `ipset save` of Picket's sets.
+    func saveSets() throws(ApplyError) -> String
+    /// Runs `ipset restore` lines; stops at the first failing line.
+    func restoreSets(_ lines: [String]) throws(ApplyError)
+    /// `iptables-save -t filter` (or ip6tables-save).
+    func saveTable(_ family: IPAddress.Family) throws(ApplyError) -> String
+    /// `iptables-restore --noflush --wait` (or ip6tables-restore) of one transaction.
+    func restoreTable(_ family: IPAddress.Family, _ text: String) throws(ApplyError)
+    /// Deletes the conntrack entries of these addresses; returns how many.
+    func deleteConntrack(_ addresses: Set<IPAddress>) throws(ApplyError) -> Int
+}
+
+/// Why an apply failed. The message names the step, the tool, and the failing input line with
+/// its neighbours, so an operator can see what the kernel refused.
+public struct ApplyError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// The step that failed, e.g. `ipset restore (create sets)` or `iptables-restore (ipv4)`.
+    public var step: String
+    /// What the tool said.
+    public var message: String
+    /// The input lines around the failing one (`>` marks it), when known.
+    public var context: [String]
+
+    /// Creates an error.
+    public init(step: String, message: String, context: [String] = []) {
+        self.step = step
+        self.message = message
+        self.context = context
+    }
+
+    public var description: String {
+        var text = "\(step): \(message)"
+        if !context.isEmpty { text += "\n" + context.joined(separator: "\n") }
+        return text
+    }
+
+    /// Lines `number-2 ... number+2` of `lines` (1-based), the failing one marked.
+    static func around(_ lines: [String], line number: Int) -> [String] {
+        guard number >= 1 && number <= lines.count else { return [] }
+        return (max(1, number - 2)...min(lines.count, number + 2)).map { i in
+            (i == number ? "> " : "  ") + "\(i): " + lines[i - 1]
+        }
+    }
+}
+
+/// The real kernel: libipset in-process, iptables-restore/-save as processes, conntrack over
+/// netlink in-process.
+public struct SystemKernel: KernelAccess {
+    /// Where the iptables tools live.
+    public var toolDirectory: String
+
+    /// Uses the tools in `toolDirectory` (default: the first of /usr/sbin, /sbin that has them).
+    public init(toolDirectory: String? = nil) {
+        self.toolDirectory = toolDirectory
+            ?? ["/usr/sbin", "/sbin", "/usr/bin"].first { FileManager.default.isExecutableFile(atPath: "\($0)/iptables-restore") }
+            ?? "/usr/sbin"
+    }
+
+    public func saveSets() throws(ApplyError) -> String {
+        do {
+            return try IPSetSession().save(prefix: "picket-")
+        } catch {
+            throw ApplyError(step: "ipset save", message: error.description)
+        }
+    }
+
+    public func restoreSets(_ lines: [String]) throws(ApplyError) {
+        guard !lines.isEmpty else { return }
+        do {
+            try IPSetSession().restore(lines.joined(separator: "\n") + "\n")
+        } catch {
+            throw ApplyError(step: "ipset restore", message: error.description, context: error.line.map { ApplyError.around(lines, line: $0) } ?? [])
+        }
+    }
+
+    public func saveTable(_ family: IPAddress.Family) throws(ApplyError) -> String {
+        let tool = family == .v4 ? "iptables-save" : "ip6tables-save"
+        let result = run(tool, ["-t", "filter"], stdin: nil)
+        guard result.status == 0 else {
+            throw ApplyError(step: tool, message: result.stderr.isEmpty ? "exit status \(result.status)" : result.stderr)
+        }
+        return result.stdout
+    }
+
+    public func restoreTable(_ family: IPAddress.Family, _ text: String) throws(ApplyError) {
+        let tool = family == .v4 ? "iptables-restore" : "ip6tables-restore"
+        let result = run(tool, ["--noflush", "--wait"], stdin: text)
+        guard result.status == 0 else {
+            let message = result.stderr.trimmingCharacters(in: .whitespacesAndNewlines)
+            // "iptables-restore: line 7 failed": show that line and its neighbours.
+            var context: [String] = []
+            if let range = message.range(of: #"line (\d+) failed"#, options: .regularExpression) {
+                let digits = message[range].split(separator: " ")[1]
+                if let number = Int(digits) { context = ApplyError.around(text.components(separatedBy: "\n"), line: number) }
+            }
+            throw ApplyError(step: tool, message: message.isEmpty ? "exit status \(result.status)" : message, context: context)
+        }
+    }
+
+    public func deleteConntrack(_ addresses: Set<IPAddress>) throws(ApplyError) -> Int {
+        guard !addresses.isEmpty else { return 0 }
+        do {
+            return try Conntrack.deleteEntries(involving: addresses)
+        } catch {
+            throw ApplyError(step: "conntrack delete", message: error.description)
+        }
+    }
+
+    private func run(_ tool: String, _ arguments: [String], stdin: String?) -> ToolResult {
+        runTool("\(toolDirectory)/\(tool)", arguments, stdin: stdin)
+    }
+}

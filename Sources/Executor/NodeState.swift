@@ -1,0 +1,187 @@
+// Executor: the only module that changes the kernel.
+//
+// Design note (after Felix's `Table`): the executor holds the desired state as a `NodeState`
+// (Picket's chains, hooks and sets, as text exactly as iptables-save and ipset save print
+// them), reads the node's actual state the same way, and plans the difference. A plan is
+// executed in three steps that never open a protected pod nor drop an allowed flow:
+//
+//   1. ipset: create new sets, filled (nothing references them yet); resize sets by swap.
+//   2. iptables-restore --noflush, one transaction per family: rewrite changed chains, repair
+//      hooks, flush and delete stale chains. Atomic: on failure the old rules stay.
+//   3. ipset: member deltas of existing sets (adds before deletes; the isolated-pods sets last
+//      on add and first on delete, so a pod is never isolated without its group), then destroy
+//      sets no rule references any more.
+//
+// A set's name includes its definition, so new rules never meet members computed for old ones;
+// member deltas are pod churn and are safe in any order. After step 3, conntrack entries of
+// local pods whose access may have shrunk are deleted, so established flows meet the new rules.
+
+import KubeModel
+import PolicyCompiler
+
+/// Picket's part of a node's packet filter, as text: what the executor compares and writes.
+public struct NodeState: Hashable, Sendable {
+    /// One ipset.
+    public struct SetState: Hashable, Sendable {
+        /// `hash:ip`, `hash:net`, `hash:ip,port`.
+        public var type: String
+        /// `inet` or `inet6`.
+        public var family: String
+        /// maxelem.
+        public var maxElements: Int
+        /// Members as `ipset save` prints them.
+        public var members: Set<String>
+
+        /// Creates a set state.
+        public init(type: String, family: String, maxElements: Int, members: Set<String>) {
+            self.type = type
+            self.family = family
+            self.maxElements = maxElements
+            self.members = members
+        }
+
+        /// Whether `other` can become this set by member changes alone (else: swap).
+        func sameHeader(_ other: SetState) -> Bool {
+            type == other.type && family == other.family && maxElements == other.maxElements
+        }
+    }
+
+    /// One family's filter table, reduced to what Picket owns.
+    public struct TableState: Hashable, Sendable {
+        /// Picket's chains (`PICKET-*`) and their rules (text after `-A NAME `), in order.
+        public var chains: [String: [String]]
+        /// Per built-in chain, its rules that jump into Picket's chains, with their 1-based
+        /// positions; for the desired state, the hooks in order at positions 1, 2, ...
+        public var hooks: [String: [HookRule]]
+
+        /// Creates a table state.
+        public init(chains: [String: [String]] = [:], hooks: [String: [HookRule]] = [:]) {
+            self.chains = chains
+            self.hooks = hooks
+        }
+    }
+
+    /// A rule in a built-in chain that jumps into one of Picket's chains.
+    public struct HookRule: Hashable, Sendable {
+        /// Its 1-based position in the built-in chain.
+        public var position: Int
+        /// Its text after `-A BUILTIN `.
+        public var text: String
+    }
+
+    /// Sets by name.
+    public var sets: [String: SetState]
+    /// Tables by family; a family without Picket's chains is absent.
+    public var tables: [IPAddress.Family: TableState]
+
+    /// Creates a state.
+    public init(sets: [String: SetState] = [:], tables: [IPAddress.Family: TableState] = [:]) {
+        self.sets = sets
+        self.tables = tables
+    }
+
+    /// The state a compiled ruleset describes.
+    public init(_ ruleset: Ruleset) {
+        var sets: [String: SetState] = [:]
+        for set in ruleset.sets {
+            sets[set.name] = SetState(
+                type: set.kind.rawValue, family: set.family == .v4 ? "inet" : "inet6", maxElements: set.maxElements,
+                members: Set(set.memberTexts))
+        }
+        var tables: [IPAddress.Family: TableState] = [:]
+        for table in ruleset.tables {
+            var state = TableState()
+            for chain in table.chains { state.chains[chain.name] = chain.ruleTexts }
+            for hook in table.hooks {
+                let position = (state.hooks[hook.builtin]?.count ?? 0) + 1
+                state.hooks[hook.builtin, default: []].append(HookRule(position: position, text: hook.ruleText))
+            }
+            tables[table.family] = state
+        }
+        self.init(sets: sets, tables: tables)
+    }
+
+    /// Whether nothing of Picket's is present.
+    public var isEmpty: Bool {
+        sets.isEmpty && tables.values.allSatisfy { $0.chains.isEmpty && $0.hooks.values.allSatisfy(\.isEmpty) }
+    }
+}
+
+/// Parsers for what the kernel tools print.
+public enum KernelText {
+    /// Picket's part of `iptables-save -t filter` (or ip6tables-save) output.
+    public static func parseTable(_ text: String) -> NodeState.TableState {
+        var state = NodeState.TableState()
+        var builtinCounts: [String: Int] = [:]
+        var builtins: Set<String> = []
+        var inFilter = false
+        for line in text.split(separator: "\n", omittingEmptySubsequences: true) {
+            if line.hasPrefix("*") {
+                inFilter = line == "*filter"
+                continue
+            }
+            guard inFilter else { continue }
+            if line.hasPrefix(":") {
+                // `:NAME POLICY [packets:bytes]`; built-in chains have a policy other than `-`.
+                let words = line.dropFirst().split(separator: " ")
+                guard let name = words.first.map(String.init) else { continue }
+                if name.hasPrefix(Names.chainPrefix) {
+                    state.chains[name] = state.chains[name] ?? []
+                } else if words.count > 1 && words[1] != "-" {
+                    builtins.insert(name)
+                }
+                continue
+            }
+            guard line.hasPrefix("-A ") else { continue }
+            let rest = line.dropFirst(3)
+            guard let space = rest.firstIndex(of: " ") else { continue }
+            let chain = String(rest[..<space])
+            let rule = String(rest[rest.index(after: space)...])
+            if chain.hasPrefix(Names.chainPrefix) {
+                state.chains[chain, default: []].append(rule)
+            } else if builtins.contains(chain) {
+                let position = builtinCounts[chain, default: 0] + 1
+                builtinCounts[chain] = position
+                if jumpsIntoPicket(rule) {
+                    state.hooks[chain, default: []].append(NodeState.HookRule(position: position, text: rule))
+                }
+            }
+        }
+        return state
+    }
+
+    /// Whether a rule's target (`-j` or `-g`) is one of Picket's chains.
+    static func jumpsIntoPicket(_ rule: String) -> Bool {
+        let words = rule.split(separator: " ")
+        for (i, word) in words.enumerated() where (word == "-j" || word == "-g") && i + 1 < words.count {
+            if words[i + 1].hasPrefix(Names.chainPrefix) { return true }
+        }
+        return false
+    }
+
+    /// Picket's sets from `ipset save` output.
+    public static func parseSets(_ text: String) -> [String: NodeState.SetState] {
+        var sets: [String: NodeState.SetState] = [:]
+        for line in text.split(separator: "\n", omittingEmptySubsequences: true) {
+            let words = line.split(separator: " ", maxSplits: 2).map(String.init)
+            guard words.count >= 3, words[1].hasPrefix(Names.setPrefix) else { continue }
+            switch words[0] {
+            case "create":
+                let options = words[2].split(separator: " ").map(String.init)
+                guard let type = options.first else { continue }
+                var family = "inet"
+                var maxElements = 65536
+                for (i, option) in options.enumerated() where i + 1 < options.count {
+                    if option == "family" { family = options[i + 1] }
+                    if option == "maxelem", let value = Int(options[i + 1]) { maxElements = value }
+                }
+                sets[words[1]] = NodeState.SetState(type: type, family: family, maxElements: maxElements, members: [])
+            case "add":
+                sets[words[1]]?.members.insert(words[2])
+            default:
+                continue
+            }
+        }
+        return sets
+    }
+}

@@ -1,0 +1,248 @@
+import KubeModel
+import PolicyCompiler
+
+/// What it takes to turn the node's current state into the desired one: the three steps of an
+/// apply (see NodeState.swift), each as the text its tool reads, plus the report and the local
+/// pod addresses whose established flows must be re-checked. Pure: computed from two states.
+public struct Plan: Sendable {
+    /// Step 1: `ipset restore` lines creating (and filling) new sets and resizing others.
+    public var prepare: [String] = []
+    /// Names of the sets step 1 creates (destroyed again if step 2 fails).
+    public var created: [String] = []
+    /// Step 2: `iptables-restore --noflush` input per family, only for families that change.
+    public var tables: [(family: IPAddress.Family, text: String)] = []
+    /// Step 3: member deltas of existing sets, then destroys of stale sets.
+    public var finish: [String] = []
+    /// Local pod addresses whose access may have shrunk: their conntrack entries are deleted.
+    public var revoke: Set<IPAddress> = []
+    /// What changes, for people.
+    public var report = ApplyReport()
+
+    /// Whether applying changes nothing.
+    public var isEmpty: Bool { prepare.isEmpty && tables.isEmpty && finish.isEmpty }
+
+    /// Plans the change from `current` to `desired`.
+    public init(from current: NodeState, to desired: NodeState) {
+        planSets(current, desired)
+        for family in IPAddress.Family.allCases {
+            planTable(family, current.tables[family] ?? .init(), desired.tables[family] ?? .init())
+        }
+        revoke = Plan.revocations(current, desired)
+    }
+
+    private mutating func planSets(_ current: NodeState, _ desired: NodeState) {
+        var adds: [(isolated: Bool, line: String)] = []
+        var deletes: [(isolated: Bool, line: String)] = []
+        for name in desired.sets.keys.sorted() {
+            let want = desired.sets[name]!
+            guard let have = current.sets[name] else {
+                prepare.append(createLine(name, want))
+                prepare += want.members.sorted().map { "add \(name) \($0)" }
+                created.append(name)
+                report.setsCreated.append(.init(name: name, added: want.members.count, removed: 0))
+                continue
+            }
+            if !want.sameHeader(have) {
+                // Same type and family (both are part of the name); only the size differs: fill a
+                // temporary set and swap, so the set is never partial.
+                let temporary = Plan.temporaryName(for: name)
+                if current.sets[temporary] != nil { prepare.append("destroy \(temporary)") }  // left by a crash
+                prepare.append(createLine(temporary, want))
+                prepare += want.members.sorted().map { "add \(temporary) \($0)" }
+                prepare.append("swap \(name) \(temporary)")
+                prepare.append("destroy \(temporary)")
+                report.setsUpdated.append(.init(
+                    name: name, added: want.members.subtracting(have.members).count, removed: have.members.subtracting(want.members).count))
+                continue
+            }
+            let added = want.members.subtracting(have.members)
+            let removed = have.members.subtracting(want.members)
+            guard !added.isEmpty || !removed.isEmpty else { continue }
+            let isolated = Plan.isIsolatedSet(name)
+            adds += added.sorted().map { (isolated, "add \(name) \($0)") }
+            deletes += removed.sorted().map { (isolated, "del \(name) \($0)") }
+            report.setsUpdated.append(.init(name: name, added: added.count, removed: removed.count))
+        }
+        // A pod joins its group before it becomes isolated, and stops being isolated before it
+        // leaves its group: never isolated without a group chain to admit its traffic.
+        finish += adds.filter { !$0.isolated }.map(\.line) + adds.filter(\.isolated).map(\.line)
+        finish += deletes.filter(\.isolated).map(\.line) + deletes.filter { !$0.isolated }.map(\.line)
+        for name in current.sets.keys.sorted() where desired.sets[name] == nil {
+            finish.append("destroy \(name)")
+            report.setsDestroyed.append(name)
+        }
+    }
+
+    private func createLine(_ name: String, _ set: NodeState.SetState) -> String {
+        "create \(name) \(set.type) family \(set.family) hashsize 1024 maxelem \(set.maxElements)"
+    }
+
+    /// The scratch set a resize fills before swapping: `picket-tmp-` and the name's last 19
+    /// characters (its hash and family), within ipset's 31.
+    static func temporaryName(for name: String) -> String {
+        Names.setPrefix + "tmp-" + String(name.suffix(19))
+    }
+
+    static func isIsolatedSet(_ name: String) -> Bool {
+        Direction.allCases.contains { direction in
+            IPAddress.Family.allCases.contains { Names.isolatedSet(direction, $0) == name }
+        }
+    }
+
+    private mutating func planTable(_ family: IPAddress.Family, _ have: NodeState.TableState, _ want: NodeState.TableState) {
+        let write = want.chains.keys.sorted().filter { have.chains[$0] != want.chains[$0] }
+        let stale = have.chains.keys.sorted().filter { want.chains[$0] == nil }
+        let builtins = Set(have.hooks.keys).union(want.hooks.keys).sorted()
+        // Hooks are right when each built-in chain starts with exactly the desired hooks and has
+        // no other jump into Picket's chains.
+        let hooksRight = builtins.allSatisfy { builtin in
+            (have.hooks[builtin] ?? []) == (want.hooks[builtin] ?? [])
+        }
+        guard !write.isEmpty || !stale.isEmpty || !hooksRight else { return }
+
+        var lines = ["*filter"]
+        lines += (write + stale).map { ":\($0) - [0:0]" }
+        if !hooksRight {
+            for builtin in builtins {
+                // Delete from the bottom so earlier positions stay valid within the transaction.
+                for hook in (have.hooks[builtin] ?? []).reversed() { lines.append("-D \(builtin) \(hook.position)") }
+                for hook in want.hooks[builtin] ?? [] { lines.append("-I \(builtin) \(hook.position) \(hook.text)") }
+            }
+            if want.hooks.values.allSatisfy(\.isEmpty) {
+                report.hooksRemoved.append(family)
+            } else {
+                report.hooksRepaired.append(family)
+            }
+        }
+        for chain in write {
+            lines += want.chains[chain]!.map { "-A \(chain) \($0)" }
+        }
+        lines += stale.map { "-X \($0)" }
+        lines.append("COMMIT")
+        tables.append((family, lines.joined(separator: "\n") + "\n"))
+        report.chainsWritten += write.map { "\(family == .v4 ? "ipv4" : "ipv6") \($0)" }
+        report.chainsDeleted += stale.map { "\(family == .v4 ? "ipv4" : "ipv6") \($0)" }
+    }
+
+    /// Local pod addresses that may lose access: newly isolated, moved to another group, or
+    /// whose group's chains or peer sets changed other than by growing. Over-approximating is
+    /// safe: a flow that is still allowed is admitted again as a new conntrack entry.
+    static func revocations(_ current: NodeState, _ desired: NodeState) -> Set<IPAddress> {
+        var revoke: Set<IPAddress> = []
+        for family in IPAddress.Family.allCases {
+            guard let want = desired.tables[family] else { continue }
+            let have = current.tables[family] ?? .init()
+            let baseChanged = [Names.forwardChain, Names.inputChain].contains { have.chains[$0] != want.chains[$0] }
+            for direction in Direction.allCases {
+                let isolatedSet = Names.isolatedSet(direction, family)
+                let dispatch = direction == .ingress ? Names.ingressChain : Names.egressChain
+                let isolatedNow = desired.sets[isolatedSet]?.members ?? []
+                let isolatedBefore = current.sets[isolatedSet]?.members ?? []
+                let groupsNow = groupSets(want.chains[dispatch] ?? [])
+                let groupsBefore = groupSets(have.chains[dispatch] ?? [])
+                var shrunk: [String: Bool] = [:]
+                for member in isolatedNow {
+                    guard let address = IPAddress(member) else { continue }
+                    let now = groupsNow.first { desired.sets[$0.set]?.members.contains(member) == true }?.chain
+                    let before = groupsBefore.first { current.sets[$0.set]?.members.contains(member) == true }?.chain
+                    var lose = baseChanged || !isolatedBefore.contains(member) || now != before
+                    if !lose, let chain = now {
+                        if shrunk[chain] == nil { shrunk[chain] = groupShrunk(chain, have, want, current, desired) }
+                        lose = shrunk[chain]!
+                    }
+                    if lose { revoke.insert(address) }
+                }
+            }
+        }
+        return revoke
+    }
+
+    /// (group set, group chain) pairs of a dispatch chain, in order.
+    static func groupSets(_ rules: [String]) -> [(set: String, chain: String)] {
+        rules.compactMap { rule in
+            let words = rule.split(separator: " ").map(String.init)
+            guard let m = words.firstIndex(of: "--match-set"), let g = words.firstIndex(of: "-g"),
+                  m + 1 < words.count, g + 1 < words.count else { return nil }
+            return (words[m + 1], words[g + 1])
+        }
+    }
+
+    /// Whether a group chain, the policy chains it calls, or the sets they match changed in a
+    /// way that can take access away.
+    static func groupShrunk(
+        _ group: String, _ have: NodeState.TableState, _ want: NodeState.TableState, _ current: NodeState, _ desired: NodeState
+    ) -> Bool {
+        var chains = [group]
+        for rule in want.chains[group] ?? [] {
+            let words = rule.split(separator: " ")
+            if let j = words.firstIndex(of: "-j"), j + 1 < words.count, words[j + 1].hasPrefix(Names.chainPrefix) {
+                chains.append(String(words[j + 1]))
+            }
+        }
+        for chain in chains {
+            guard have.chains[chain] == want.chains[chain] else { return true }
+            for rule in want.chains[chain] ?? [] {
+                let words = rule.split(separator: " ")
+                guard let m = words.firstIndex(of: "--match-set"), m + 1 < words.count else { continue }
+                let set = String(words[m + 1])
+                guard let before = current.sets[set]?.members else { return true }
+                if !before.isSubset(of: desired.sets[set]?.members ?? []) { return true }
+            }
+        }
+        return false
+    }
+}
+
+/// What an apply changed (or, for a plan, will change).
+public struct ApplyReport: Hashable, Sendable, CustomStringConvertible {
+    /// A set's member changes.
+    public struct SetChange: Hashable, Sendable {
+        /// The set.
+        public var name: String
+        /// Members added.
+        public var added: Int
+        /// Members removed.
+        public var removed: Int
+    }
+
+    /// Sets created, with their members.
+    public var setsCreated: [SetChange] = []
+    /// Existing sets whose members changed.
+    public var setsUpdated: [SetChange] = []
+    /// Sets destroyed.
+    public var setsDestroyed: [String] = []
+    /// Chains (re)written, as `ipv4 NAME`.
+    public var chainsWritten: [String] = []
+    /// Chains deleted, as `ipv4 NAME`.
+    public var chainsDeleted: [String] = []
+    /// Families whose hooks were (re)inserted.
+    public var hooksRepaired: [IPAddress.Family] = []
+    /// Families whose hooks were removed (cleanup, or IPv6 no longer needed).
+    public var hooksRemoved: [IPAddress.Family] = []
+    /// Conntrack entries deleted so that flows meet the new rules.
+    public var conntrackDeleted = 0
+
+    /// Creates an empty report.
+    public init() {}
+
+    /// Whether nothing changed.
+    public var isEmpty: Bool {
+        setsCreated.isEmpty && setsUpdated.isEmpty && setsDestroyed.isEmpty && chainsWritten.isEmpty && chainsDeleted.isEmpty
+            && hooksRepaired.isEmpty && hooksRemoved.isEmpty
+    }
+
+    /// One line per change, or `no change`.
+    public var description: String {
+        if isEmpty { return "no change" }
+        var lines: [String] = []
+        lines += setsCreated.map { "set created: \($0.name) (\($0.added) members)" }
+        lines += setsUpdated.map { "set updated: \($0.name) (+\($0.added) -\($0.removed))" }
+        lines += setsDestroyed.map { "set destroyed: \($0)" }
+        lines += chainsWritten.map { "chain written: \($0)" }
+        lines += chainsDeleted.map { "chain deleted: \($0)" }
+        lines += hooksRepaired.map { "hooks inserted: \($0 == .v4 ? "ipv4" : "ipv6") FORWARD, INPUT" }
+        lines += hooksRemoved.map { "hooks removed: \($0 == .v4 ? "ipv4" : "ipv6") FORWARD, INPUT" }
+        if conntrackDeleted > 0 { lines.append("conntrack entries deleted: \(conntrackDeleted)") }
+        return lines.joined(separator: "\n")
+    }
+}
