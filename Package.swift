@@ -84,7 +84,7 @@ let package = Package(
         // Synthetic-cluster benchmark for `make bench` (release build).
         .executableTarget(
             name: "picket-bench",
-            dependencies: ["KubeModel", "PolicyCompiler"],
+            dependencies: ["KubeModel", "PolicyCompiler", "Executor", "IPSetKit"],
             path: "Benchmarks/picket-bench",
             swiftSettings: swiftSettings
         ),

@@ -6,7 +6,7 @@ import Foundation
 // other measurements is never touched.
 
 /// Why an apply measurement failed, with the command and what it printed.
-struct ApplyError: Error, CustomStringConvertible {
+struct RestoreError: Error, CustomStringConvertible {
     /// The command line that failed.
     var command: String
     /// What went wrong: exit status and output, or a timeout.
@@ -37,14 +37,14 @@ struct Applier {
     static let timeout: Duration = .seconds(120)
 
     /// An applier, or why apply timing cannot run here (not root, or a tool is missing).
-    static func make() -> Result<Applier, ApplyError> {
+    static func make() -> Result<Applier, RestoreError> {
         if geteuid() != 0 {
-            return .failure(ApplyError(command: "ip netns add", reason: "not running as root (euid \(geteuid()))"))
+            return .failure(RestoreError(command: "ip netns add", reason: "not running as root (euid \(geteuid()))"))
         }
         var paths: [String] = []
         for tool in ["ip", "ipset", "iptables-restore"] {
             guard let path = locate(tool) else {
-                return .failure(ApplyError(command: tool, reason: "not found in PATH, /usr/sbin or /sbin"))
+                return .failure(RestoreError(command: tool, reason: "not found in PATH, /usr/sbin or /sbin"))
             }
             paths.append(path)
         }
@@ -64,7 +64,7 @@ struct Applier {
 
     /// Loads `ipsetFile` then `iptablesFile` into a new namespace `name`, timing each, and deletes
     /// the namespace whatever happens.
-    func measure(ipsetFile: URL, iptablesFile: URL, namespace name: String) throws(ApplyError) -> ApplyTiming {
+    func measure(ipsetFile: URL, iptablesFile: URL, namespace name: String) throws(RestoreError) -> ApplyTiming {
         try run(ip, ["netns", "add", name])
         defer {
             do {
@@ -82,7 +82,7 @@ struct Applier {
 
     /// The cost of starting a tool in a namespace at all (`ip netns exec NAME true`), so readers
     /// can tell process start-up from restore work.
-    func spawnOverhead(namespace name: String, runs: Int) throws(ApplyError) -> Duration {
+    func spawnOverhead(namespace name: String, runs: Int) throws(RestoreError) -> Duration {
         try run(ip, ["netns", "add", name])
         defer {
             do {
@@ -103,7 +103,7 @@ struct Applier {
     /// `ContinuousClock` from just before launch to its exit. Non-zero exit is an error carrying
     /// the command's output.
     @discardableResult
-    private func run(_ executable: String, _ arguments: [String]) throws(ApplyError) -> Duration {
+    private func run(_ executable: String, _ arguments: [String]) throws(RestoreError) -> Duration {
         let command = ([executable] + arguments).joined(separator: " ")
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
@@ -119,7 +119,7 @@ struct Applier {
         do {
             try process.run()
         } catch {
-            throw ApplyError(command: command, reason: "cannot start: \(error)")
+            throw RestoreError(command: command, reason: "cannot start: \(error)")
         }
         // Drain output while waiting, so a chatty tool cannot block on a full pipe.
         let reader = OutputReader(handle: output.fileHandleForReading)
@@ -129,14 +129,14 @@ struct Applier {
             if exited.wait(timeout: .now() + .seconds(5)) == .timedOut {
                 FileHandle.standardError.write(Data("picket-bench: warning: \(command) did not stop after SIGTERM\n".utf8))
             }
-            throw ApplyError(command: command, reason: "timed out after \(Applier.timeout)")
+            throw RestoreError(command: command, reason: "timed out after \(Applier.timeout)")
         }
         let elapsed = clock.now - start
         let text = reader.finish()
         guard process.terminationReason == .exit, process.terminationStatus == 0 else {
             // One line, so the report stays a table and a list: the tool's first lines, joined.
             let lines = text.split(separator: "\n").prefix(5).joined(separator: " | ")
-            throw ApplyError(command: command, reason: "exit status \(process.terminationStatus): \(lines)")
+            throw RestoreError(command: command, reason: "exit status \(process.terminationStatus): \(lines)")
         }
         return elapsed
     }

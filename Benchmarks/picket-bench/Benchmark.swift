@@ -177,9 +177,41 @@ struct Benchmark {
             results.append(result)
         }
         printReport(results, applySkipped: applySkipped, spawn: spawn)
+        var executorFailed = false
+        if applier != nil {
+            executorFailed = !executorReport(counter: &namespaceCounter)
+        }
         // A failed restore means the compiler emitted something the kernel rejects: fail loudly.
-        return results.contains { $0.applyNote != nil } ? 1 : 0
+        return results.contains { $0.applyNote != nil } || executorFailed ? 1 : 0
     }
+
+    /// The executor table: cold apply, no-op re-apply, one-pod and one-policy changes, each
+    /// from snapshot to kernel. Returns false when a measurement failed.
+    private func executorReport(counter: inout Int) -> Bool {
+        print("")
+        print("Executor (in-process libipset + iptables-restore --noflush, scratch namespace; each change is compiled, then applied against the last applied state; medians of \(executorRounds * 2)):")
+        print("")
+        print("| size | rules | set members | cold apply | no-op re-apply | no-op with kernel read-back | one-pod change: compile + apply | one-policy change: compile + apply |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|")
+        var ok = true
+        for size in options.sizes {
+            var generator = ClusterGenerator()
+            let cluster = generator.cluster(size)
+            counter += 1
+            do {
+                let f = try ExecutorBench.run(cluster, size: size.label, namespace: namespaceName(counter), rounds: executorRounds)
+                print("| \(f.size) | \(Format.count(f.rules)) | \(Format.count(f.members)) | \(Format.ms(f.cold)) | \(Format.ms(f.noopMemory)) | \(Format.ms(f.noopVerify)) | \(Format.ms(f.onePodCompile)) + \(Format.ms(f.onePod)) (\(f.onePodWrites)) | \(Format.ms(f.onePolicyCompile)) + \(Format.ms(f.onePolicy)) (\(f.onePolicyWrites)) |")
+            } catch {
+                print("| \(size.label) | failed: \(error) |")
+                ok = false
+            }
+            fflush(nil)
+        }
+        return ok
+    }
+
+    /// Change rounds per executor measurement (each round applies a change and its undo).
+    private var executorRounds: Int { 5 }
 
     /// Generation, snapshot, compile and render of one size; apply is separate.
     private func measure(_ size: ClusterSize, runs: Int) -> SizeResult {
@@ -296,7 +328,7 @@ struct Benchmark {
     private func namespaceName(_ n: Int) -> String { namespacePrefix + String(n) }
 
     /// A new, empty directory under the system's temporary directory.
-    private func makeWorkDirectory() -> Result<URL, ApplyError> {
+    private func makeWorkDirectory() -> Result<URL, RestoreError> {
         let base = FileManager.default.temporaryDirectory
         var lastError = ""
         for attempt in 0..<100 {
@@ -308,7 +340,7 @@ struct Benchmark {
                 lastError = "\(error)"
             }
         }
-        return .failure(ApplyError(command: "mkdir \(base.path)/picket-bench-\(getpid())-N", reason: lastError))
+        return .failure(RestoreError(command: "mkdir \(base.path)/picket-bench-\(getpid())-N", reason: lastError))
     }
 
     // MARK: - Report

@@ -8,6 +8,8 @@ public final class Executor {
     private let kernel: any KernelAccess
     /// The state the last successful apply left (nil before the first).
     public private(set) var lastApplied: NodeState?
+    /// The ruleset `lastApplied` was made from.
+    private var lastRuleset: Ruleset?
 
     /// An executor over `kernel`.
     public init(kernel: any KernelAccess) {
@@ -25,20 +27,33 @@ public final class Executor {
         return state
     }
 
-    /// Applies `ruleset`. With `verify` false and a ruleset equal to the last applied one, the
-    /// kernel is not even read. Otherwise the kernel is read, the difference planned and applied.
+    /// Applies `ruleset`. With `verify` false (after a first apply) the difference is planned
+    /// against the last applied state, and a ruleset equal to it touches nothing, not even a read.
+    /// With `verify` (the first apply, periodic resyncs, one-shot commands) the kernel is read
+    /// back and whatever drifted is repaired too.
     /// On failure the node keeps enforcing the previous rules (see `execute`).
     @discardableResult
     public func apply(_ ruleset: Ruleset, verify: Bool = false) throws(ApplyError) -> ApplyReport {
-        let desired = NodeState(ruleset)
-        if !verify, let lastApplied, lastApplied == desired { return ApplyReport() }
-        let current = try readKernel()
+        // Without `verify` the last applied state stands for the kernel: a change is planned
+        // against memory and costs no read-back, and an unchanged ruleset costs one comparison.
+        // Drift is found by the periodic verify.
+        let current: NodeState
+        let desired: NodeState
+        if !verify, let lastApplied, let lastRuleset {
+            if lastRuleset == ruleset { return ApplyReport() }
+            current = lastApplied
+            desired = NodeState(ruleset, reusing: lastApplied, of: lastRuleset)
+        } else {
+            current = try readKernel()
+            desired = NodeState(ruleset)
+        }
         let plan = Plan(from: current, to: desired)
         var report = try execute(plan)
         if !plan.revoke.isEmpty {
             report.conntrackDeleted = try kernel.deleteConntrack(plan.revoke)
         }
         lastApplied = desired
+        lastRuleset = ruleset
         return report
     }
 
@@ -48,6 +63,7 @@ public final class Executor {
         let plan = Plan(from: try readKernel(), to: NodeState())
         let report = try execute(plan)
         lastApplied = nil
+        lastRuleset = nil
         return report
     }
 

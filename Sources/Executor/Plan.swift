@@ -42,6 +42,7 @@ public struct Plan: Sendable {
                 report.setsCreated.append(.init(name: name, added: want.members.count, removed: 0))
                 continue
             }
+            if want == have { continue }  // shared storage when reused: no member walk
             if !want.sameHeader(have) {
                 // Same type and family (both are part of the name); only the size differs: fill a
                 // temporary set and swap, so the set is never partial.
@@ -124,11 +125,20 @@ public struct Plan: Sendable {
         report.chainsDeleted += stale.map { "\(family == .v4 ? "ipv4" : "ipv6") \($0)" }
     }
 
-    /// Local pod addresses that may lose access: newly isolated, moved to another group, or
-    /// whose group's chains or peer sets changed other than by growing. Over-approximating is
-    /// safe: a flow that is still allowed is admitted again as a new conntrack entry.
+    /// Addresses whose established flows may have lost their admission, so that their conntrack
+    /// entries are deleted and the next packet meets the new rules:
+    ///   - a local pod that became isolated, or moved to another group;
+    ///   - every pod of a group whose chain, or a policy chain it calls, changed;
+    ///   - an address removed from a peer or named-port set (the remote end that lost access).
+    /// Over-approximating is safe: a flow that is still allowed is admitted again as a new
+    /// conntrack entry. Growing sets and pods that stop being isolated revoke nothing.
     static func revocations(_ current: NodeState, _ desired: NodeState) -> Set<IPAddress> {
         var revoke: Set<IPAddress> = []
+        func add(_ member: String) {
+            // `10.0.0.1`, `10.0.0.1,tcp:80`; blocks (`a/b`) only ever change with their name.
+            let address = member.split(separator: ",", maxSplits: 1).first.map(String.init) ?? member
+            if let ip = IPAddress(address) { revoke.insert(ip) }
+        }
         for family in IPAddress.Family.allCases {
             guard let want = desired.tables[family] else { continue }
             let have = current.tables[family] ?? .init()
@@ -136,23 +146,19 @@ public struct Plan: Sendable {
             for direction in Direction.allCases {
                 let isolatedSet = Names.isolatedSet(direction, family)
                 let dispatch = direction == .ingress ? Names.ingressChain : Names.egressChain
-                let isolatedNow = desired.sets[isolatedSet]?.members ?? []
                 let isolatedBefore = current.sets[isolatedSet]?.members ?? []
-                let groupsNow = groupSets(want.chains[dispatch] ?? [])
-                let groupsBefore = groupSets(have.chains[dispatch] ?? [])
-                var shrunk: [String: Bool] = [:]
-                for member in isolatedNow {
-                    guard let address = IPAddress(member) else { continue }
-                    let now = groupsNow.first { desired.sets[$0.set]?.members.contains(member) == true }?.chain
-                    let before = groupsBefore.first { current.sets[$0.set]?.members.contains(member) == true }?.chain
-                    var lose = baseChanged || !isolatedBefore.contains(member) || now != before
-                    if !lose, let chain = now {
-                        if shrunk[chain] == nil { shrunk[chain] = groupShrunk(chain, have, want, current, desired) }
-                        lose = shrunk[chain]!
+                let groupBefore = groupOfMember(have.chains[dispatch] ?? [], current)
+                for (group, members) in membersByGroup(want.chains[dispatch] ?? [], desired) {
+                    let changed = baseChanged || groupChanged(group, have, want)
+                    for member in members where changed || !isolatedBefore.contains(member) || groupBefore[member] != group {
+                        add(member)
                     }
-                    if lose { revoke.insert(address) }
                 }
             }
+        }
+        for (name, after) in desired.sets where !isIsolatedSet(name) && !name.hasPrefix(Names.setPrefix + "gr") {
+            guard let before = current.sets[name], before.members != after.members else { continue }
+            for member in before.members where !after.members.contains(member) { add(member) }
         }
         return revoke
     }
@@ -160,34 +166,40 @@ public struct Plan: Sendable {
     /// (group set, group chain) pairs of a dispatch chain, in order.
     static func groupSets(_ rules: [String]) -> [(set: String, chain: String)] {
         rules.compactMap { rule in
-            let words = rule.split(separator: " ").map(String.init)
+            let words = rule.split(separator: " ")
             guard let m = words.firstIndex(of: "--match-set"), let g = words.firstIndex(of: "-g"),
                   m + 1 < words.count, g + 1 < words.count else { return nil }
-            return (words[m + 1], words[g + 1])
+            return (String(words[m + 1]), String(words[g + 1]))
         }
     }
 
-    /// Whether a group chain, the policy chains it calls, or the sets they match changed in a
-    /// way that can take access away.
-    static func groupShrunk(
-        _ group: String, _ have: NodeState.TableState, _ want: NodeState.TableState, _ current: NodeState, _ desired: NodeState
-    ) -> Bool {
-        var chains = [group]
+    /// Each local pod address (set member text) with the group chain the dispatch sends it to:
+    /// the first group whose set holds it.
+    static func groupOfMember(_ dispatch: [String], _ state: NodeState) -> [String: String] {
+        var result: [String: String] = [:]
+        for (set, chain) in groupSets(dispatch) {
+            for member in state.sets[set]?.members ?? [] where result[member] == nil { result[member] = chain }
+        }
+        return result
+    }
+
+    /// The members each group chain of a dispatch chain receives.
+    static func membersByGroup(_ dispatch: [String], _ state: NodeState) -> [(chain: String, members: [String])] {
+        var seen: Set<String> = []
+        return groupSets(dispatch).map { set, chain in
+            let members: [String] = (state.sets[set]?.members ?? []).filter { seen.insert($0).inserted }
+            return (chain, members)
+        }
+    }
+
+    /// Whether a group chain or a policy chain it calls has other rules than before.
+    static func groupChanged(_ group: String, _ have: NodeState.TableState, _ want: NodeState.TableState) -> Bool {
+        guard have.chains[group] == want.chains[group] else { return true }
         for rule in want.chains[group] ?? [] {
             let words = rule.split(separator: " ")
-            if let j = words.firstIndex(of: "-j"), j + 1 < words.count, words[j + 1].hasPrefix(Names.chainPrefix) {
-                chains.append(String(words[j + 1]))
-            }
-        }
-        for chain in chains {
-            guard have.chains[chain] == want.chains[chain] else { return true }
-            for rule in want.chains[chain] ?? [] {
-                let words = rule.split(separator: " ")
-                guard let m = words.firstIndex(of: "--match-set"), m + 1 < words.count else { continue }
-                let set = String(words[m + 1])
-                guard let before = current.sets[set]?.members else { return true }
-                if !before.isSubset(of: desired.sets[set]?.members ?? []) { return true }
-            }
+            guard let j = words.firstIndex(of: "-j"), j + 1 < words.count, words[j + 1].hasPrefix(Names.chainPrefix) else { continue }
+            let chain = String(words[j + 1])
+            if have.chains[chain] != want.chains[chain] { return true }
         }
         return false
     }

@@ -130,7 +130,7 @@ private struct RulesetBuilder {
                         policiesWithRules[policy.key] = policy
                     }
                 }
-                dispatch.rules.append(["-m", "comment", "--comment", "isolated pod outside every group: fail closed", "-j", "DROP"])
+                dispatch.rules.append(comment("isolated pod outside every group: fail closed") + ["-j", "DROP"])
                 chains.append(dispatch)
                 for key in policiesWithRules.keys.sorted() {
                     derived.append(policyChain(policiesWithRules[key]!, direction, family))
@@ -180,11 +180,11 @@ private struct RulesetBuilder {
     func groupChain(_ group: PodGroup) -> Chain {
         var chain = Chain(name: group.chain)
         for policy in group.policies where !policy.rules(group.direction).isEmpty {
-            chain.rules.append(["-m", "comment", "--comment", "\(policy.key)", "-j", Names.policyChain(policy.key, group.direction)])
+            chain.rules.append(comment("\(policy.key)") + ["-j", Names.policyChain(policy.key, group.direction)])
             chain.rules.append(["-m", "mark", "--mark", mark, "-j", "RETURN"])
         }
-        let isolating = group.policies.map(\.key.description).joined(separator: ",")
-        chain.rules.append(["-m", "comment", "--comment", "no \(group.direction.field) rule of \(isolating) admits", "-j", "DROP"])
+        let isolating = group.policies.count == 1 ? "\(group.policies[0].key)" : "\(group.policies.count) policies"
+        chain.rules.append(comment("no \(group.direction.field) rule of \(isolating) admits") + ["-j", "DROP"])
         return chain
     }
 
@@ -266,7 +266,7 @@ private struct RulesetBuilder {
                 }
             }
             for line in lines {
-                chain.rules.append(line + ["-m", "comment", "--comment", label, "-j", "MARK", "--set-xmark", mark])
+                chain.rules.append(line + comment(label) + ["-j", "MARK", "--set-xmark", mark])
             }
             if !lines.isEmpty && position < rules.count - 1 {
                 chain.rules.append(["-m", "mark", "--mark", mark, "-j", "RETURN"])
@@ -403,6 +403,14 @@ private struct RulesetBuilder {
 final class SetCollector {
     var list: [IPSet] = []
     var names: Set<String> = []
+}
+
+/// `-m comment --comment TEXT`, cut to the 255 bytes the kernel keeps (names are ASCII), so
+/// that rules read back from the kernel equal the compiled ones.
+func comment(_ text: String) -> [String] {
+    var bytes = Array(text.utf8.prefix(255))
+    while !bytes.isEmpty, String(validating: bytes, as: UTF8.self) == nil { bytes.removeLast() }
+    return ["-m", "comment", "--comment", String(decoding: bytes, as: UTF8.self)]
 }
 
 extension Pod {
