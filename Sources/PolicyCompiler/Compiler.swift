@@ -183,8 +183,10 @@ private struct RulesetBuilder {
             chain.rules.append(comment("\(policy.key)") + ["-j", Names.policyChain(policy.key, group.direction)])
             chain.rules.append(["-m", "mark", "--mark", mark, "-j", "RETURN"])
         }
-        let isolating = group.policies.count == 1 ? "\(group.policies[0].key)" : "\(group.policies.count) policies"
-        chain.rules.append(comment("no \(group.direction.field) rule of \(isolating) admits") + ["-j", "DROP"])
+        // Name the policies while they fit in a comment; count them past that.
+        let names = "no \(group.direction.field) rule of " + group.policies.map(\.key.description).joined(separator: ",") + " admits"
+        let text = names.utf8.count <= 255 ? names : "no \(group.direction.field) rule of these \(group.policies.count) policies admits"
+        chain.rules.append(comment(text) + ["-j", "DROP"])
         return chain
     }
 
