@@ -198,3 +198,22 @@ func makePolicy(_ namespace: String, _ name: String, _ tweak: (inout NetworkPoli
         #expect(sets.first?.members.map(\.description) == ["10.244.2.2"])
     }
 }
+
+@Suite struct CommentTests {
+    @Test("comments are cut to the 255 bytes the kernel keeps")
+    func longNames() {
+        let name = String(repeating: "p", count: 253)
+        let snapshot = ClusterSnapshot(
+            pods: [makePod("x", "a", ip: "10.244.1.2")],
+            policies: [makePolicy("x", name) { $0.ingress = [.init(peers: [.init(ipBlock: .init(cidr: "10.0.0.0/8"))])] },
+                       makePolicy("x", name + "q") { $0.ingress = [.init(ports: [.init(port: .number(80))])] }])
+        for chain in compile(snapshot, node: "node-a").ipv4.chains {
+            for rule in chain.rules {
+                guard let i = rule.firstIndex(of: "--comment") else { continue }
+                #expect(rule[i + 1].utf8.count <= 255, "\(chain.name)")
+            }
+        }
+        let group = compile(snapshot, node: "node-a").ipv4.chains.first { $0.name.hasPrefix("PICKET-GRI-") }!
+        #expect(group.rules.last?.contains("no ingress rule of these 2 policies admits") == true)
+    }
+}
