@@ -160,13 +160,21 @@ private struct RulesetBuilder {
     func baseChains(_ family: IPAddress.Family) -> (chains: [Chain], hooks: [Hook]) {
         let egress = Names.isolatedSet(.egress, family)
         let ingress = Names.isolatedSet(.ingress, family)
+        // IPv6 neighbour discovery is not tracked by conntrack and is what ARP is to IPv4 (which
+        // iptables never sees): without it an isolated pod cannot even resolve its peers, so
+        // router and neighbour solicitations and advertisements always pass.
+        let discovery: [[String]] = family == .v6
+            ? ["133", "134", "135", "136"].map { ["-p", "ipv6-icmp", "-m", "icmp6", "--icmpv6-type", $0] }
+            : []
         let forward = Chain(name: Names.forwardChain, rules: [
             ["-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"],
+        ] + discovery.map { $0 + ["-j", "ACCEPT"] } + [
             ["-m", "set", "--match-set", egress, "src", "-j", Names.egressChain],
             ["-m", "set", "--match-set", ingress, "dst", "-j", Names.ingressChain],
         ])
         let input = Chain(name: Names.inputChain, rules: [
             ["-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "RETURN"],
+        ] + discovery.map { $0 + ["-j", "RETURN"] } + [
             ["-m", "set", "--match-set", egress, "src", "-j", Names.egressChain],
         ])
         let hooks = [
