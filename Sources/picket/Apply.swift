@@ -53,20 +53,7 @@ struct Apply: ParsableCommand {
         }
         if let stateDir {
             do {
-                try FileManager.default.createDirectory(atPath: stateDir, withIntermediateDirectories: true)
-                var files = [("ipset.restore", ruleset.ipsetRestore(node: node))]
-                for family in IPAddress.Family.allCases {
-                    let name = family == .v4 ? "iptables.restore" : "ip6tables.restore"
-                    let url = URL(fileURLWithPath: stateDir).appendingPathComponent(name)
-                    if let text = ruleset.iptablesRestore(family: family, node: node) {
-                        files.append((name, text))
-                    } else if FileManager.default.fileExists(atPath: url.path) {
-                        try FileManager.default.removeItem(at: url)
-                    }
-                }
-                for (name, text) in files {
-                    try Data(text.utf8).write(to: URL(fileURLWithPath: stateDir).appendingPathComponent(name), options: .atomic)
-                }
+                try write(restoreFiles(ruleset, node: node), to: stateDir)
             } catch {
                 printError("picket: error: \(stateDir): cannot record the applied rules: \(error.localizedDescription)")
                 throw ExitCode(1)

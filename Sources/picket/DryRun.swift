@@ -40,25 +40,12 @@ struct DryRun: ParsableCommand {
         let inputs = manifests.load()
         let invalid = report(inputs.issues)
         let ruleset = compile(inputs.snapshot, node: node)
-        var files = [("ipset.restore", ruleset.ipsetRestore(node: node))]
-        for family in IPAddress.Family.allCases {
-            if let text = ruleset.iptablesRestore(family: family, node: node) {
-                files.append((family == .v4 ? "iptables.restore" : "ip6tables.restore", text))
-            }
-        }
+        let files = restoreFiles(ruleset, node: node)
         if let output {
             do {
-                try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
-                for (name, text) in files {
-                    try Data(text.utf8).write(to: URL(fileURLWithPath: output).appendingPathComponent(name), options: .atomic)
-                }
-                if ruleset.ipv6 == nil {
-                    // A stale file from an earlier dual-stack run would mislead whoever applies DIR.
-                    let stale = URL(fileURLWithPath: output).appendingPathComponent("ip6tables.restore")
-                    if FileManager.default.fileExists(atPath: stale.path) { try FileManager.default.removeItem(at: stale) }
-                }
+                try write(files, to: output)
             } catch {
-                FileHandle.standardError.write(Data("picket: error: \(output): cannot write: \(error.localizedDescription)\n".utf8))
+                printError("picket: error: \(output): cannot write: \(error.localizedDescription)")
                 throw ExitCode(1)
             }
         } else {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import KubeModel
+import PolicyCompiler
 
 /// Where cluster objects come from: manifest files and directories.
 struct ManifestOptions: ParsableArguments {
@@ -36,4 +37,30 @@ func report(_ issues: [ManifestIssue]) -> Bool {
 /// Writes one line to stderr.
 func printError(_ line: String) {
     FileHandle.standardError.write(Data((line + "\n").utf8))
+}
+
+/// The restore files of a ruleset, by name: ipset.restore, iptables.restore and, when the
+/// ruleset has IPv6, ip6tables.restore.
+func restoreFiles(_ ruleset: Ruleset, node: String) -> [(name: String, text: String)] {
+    var files = [("ipset.restore", ruleset.ipsetRestore(node: node))]
+    for family in IPAddress.Family.allCases {
+        if let text = ruleset.iptablesRestore(family: family, node: node) {
+            files.append((family == .v4 ? "iptables.restore" : "ip6tables.restore", text))
+        }
+    }
+    return files
+}
+
+/// Writes restore files into `directory` (created if missing), each atomically, and removes an
+/// ip6tables.restore left by an earlier dual-stack run, which would mislead whoever applies it.
+func write(_ files: [(name: String, text: String)], to directory: String) throws {
+    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    let url = URL(fileURLWithPath: directory)
+    for (name, text) in files {
+        try Data(text.utf8).write(to: url.appendingPathComponent(name), options: .atomic)
+    }
+    let stale = url.appendingPathComponent("ip6tables.restore")
+    if !files.contains(where: { $0.name == "ip6tables.restore" }) && FileManager.default.fileExists(atPath: stale.path) {
+        try FileManager.default.removeItem(at: stale)
+    }
 }
