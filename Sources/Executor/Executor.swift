@@ -48,12 +48,23 @@ public final class Executor {
             desired = NodeState(ruleset)
         }
         let plan = Plan(from: current, to: desired)
-        var report = try execute(plan)
+        var report: ApplyReport
+        do {
+            report = try execute(plan)
+        } catch {
+            // A failed plan may have left part of itself in the kernel (a family restored before
+            // another failed, chains written before the member step failed): memory no longer
+            // stands for the kernel, so the next apply reads it back.
+            lastApplied = nil
+            lastRuleset = nil
+            throw error
+        }
+        // The rules are in force whatever happens to conntrack.
+        lastApplied = desired
+        lastRuleset = ruleset
         if !plan.revoke.isEmpty {
             report.conntrackDeleted = try kernel.deleteConntrack(plan.revoke)
         }
-        lastApplied = desired
-        lastRuleset = ruleset
         return report
     }
 

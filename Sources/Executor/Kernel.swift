@@ -94,11 +94,13 @@ public struct SystemKernel: KernelAccess {
         let result = run(tool, ["--noflush", "--wait"], stdin: text)
         guard result.status == 0 else {
             let message = result.stderr.trimmingCharacters(in: .whitespacesAndNewlines)
-            // "iptables-restore: line 7 failed": show that line and its neighbours.
+            // Show the failing line and its neighbours. The tools name it as "line 7 failed"
+            // (legacy, and nf_tables for some errors), "line 7: CHAIN_DEL failed ..." (nf_tables
+            // commit errors) or "Error occurred at line: 7" (nf_tables parse errors).
             var context: [String] = []
-            if let range = message.range(of: #"line (\d+) failed"#, options: .regularExpression) {
-                let digits = message[range].split(separator: " ")[1]
-                if let number = Int(digits) { context = ApplyError.around(text.components(separatedBy: "\n"), line: number) }
+            if let range = message.range(of: #"line:? \d+"#, options: .regularExpression),
+               let number = Int(message[range].drop { !$0.isNumber }) {
+                context = ApplyError.around(text.components(separatedBy: "\n"), line: number)
             }
             throw ApplyError(step: tool, message: message.isEmpty ? "exit status \(result.status)" : message, context: context)
         }

@@ -49,6 +49,7 @@ public struct Plan: Sendable {
                 let temporary = Plan.temporaryName(for: name)
                 if current.sets[temporary] != nil { prepare.append("destroy \(temporary)") }  // left by a crash
                 prepare.append(createLine(temporary, want))
+                created.append(temporary)  // destroyed again if the swap (or anything after) fails
                 prepare += want.members.sorted().map { "add \(temporary) \($0)" }
                 prepare.append("swap \(name) \(temporary)")
                 prepare.append("destroy \(temporary)")

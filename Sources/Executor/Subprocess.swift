@@ -1,6 +1,11 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Synchronization
+
+/// Held from creating a tool's pipes until it is spawned: until `FD_CLOEXEC` is set on them, a
+/// tool spawned from another thread would inherit their ends (Glibc does not offer pipe2).
+private let spawnLock = Mutex<Void>(())
 
 /// The outcome of a finished tool.
 struct ToolResult {
@@ -20,21 +25,41 @@ func runTool(_ path: String, _ arguments: [String], stdin: String? = nil) -> Too
     var input: [Int32] = [-1, -1]
     var output: [Int32] = [-1, -1]
     var errors: [Int32] = [-1, -1]
-    guard pipe(&input) == 0, pipe(&output) == 0, pipe(&errors) == 0 else {
-        return ToolResult(status: 127, stdout: "", stderr: "cannot create pipes: \(String(cString: strerror(errno)))")
-    }
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
     defer { posix_spawn_file_actions_destroy(&actions) }
-    posix_spawn_file_actions_adddup2(&actions, input[0], 0)
-    posix_spawn_file_actions_adddup2(&actions, output[1], 1)
-    posix_spawn_file_actions_adddup2(&actions, errors[1], 2)
-    for fd in input + output + errors { posix_spawn_file_actions_addclose(&actions, fd) }
-
+    // The tool starts with no signal blocked and SIGPIPE at its default, whatever the calling
+    // thread's mask (threads of the Swift runtime block most signals, SIGTERM included).
+    var attributes = posix_spawnattr_t()
+    posix_spawnattr_init(&attributes)
+    defer { posix_spawnattr_destroy(&attributes) }
+    var noSignals = sigset_t()
+    sigemptyset(&noSignals)
+    posix_spawnattr_setsigmask(&attributes, &noSignals)
+    var defaults = sigset_t()
+    sigemptyset(&defaults)
+    sigaddset(&defaults, SIGPIPE)
+    posix_spawnattr_setsigdefault(&attributes, &defaults)
+    posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
     let argv: [UnsafeMutablePointer<CChar>?] = ([path] + arguments).map { strdup($0) } + [nil]
     defer { for arg in argv { free(arg) } }
     var pid: pid_t = 0
-    let spawned = posix_spawn(&pid, path, &actions, nil, argv, environ)
+
+    // Close-on-exec pipes: a tool spawned meanwhile from another thread must not inherit these
+    // ends (it would hold this tool's stdin open while this tool holds its own, and each would
+    // wait for the other's EOF forever). dup2 clears the flag on the child's 0, 1 and 2.
+    let spawned: Int32 = spawnLock.withLock { _ in
+        guard pipe(&input) == 0, pipe(&output) == 0, pipe(&errors) == 0 else { return -errno }
+        for fd in input + output + errors where fcntl(fd, F_SETFD, FD_CLOEXEC) != 0 { return -errno }
+        posix_spawn_file_actions_adddup2(&actions, input[0], 0)
+        posix_spawn_file_actions_adddup2(&actions, output[1], 1)
+        posix_spawn_file_actions_adddup2(&actions, errors[1], 2)
+        return posix_spawn(&pid, path, &actions, &attributes, argv, environ)
+    }
+    guard spawned >= 0 else {
+        for fd in input + output + errors where fd >= 0 { close(fd) }
+        return ToolResult(status: 127, stdout: "", stderr: "cannot create pipes: \(String(cString: strerror(-spawned)))")
+    }
     close(input[0])
     close(output[1])
     close(errors[1])

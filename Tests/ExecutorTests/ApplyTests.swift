@@ -1,0 +1,283 @@
+import Executor
+import Foundation
+import KubeModel
+import PolicyCompiler
+import Testing
+
+/// "name +added -removed" for each set change of a report.
+func changes(_ list: [ApplyReport.SetChange]) -> [String] {
+    list.map { "\($0.name) +\($0.added) -\($0.removed)" }
+}
+
+/// The executor applying compiled rulesets in scratch network namespaces: what it writes (a
+/// `CountingKernel` records every call) and what the kernel then holds (iptables-save, ipset save).
+@Suite("Executor: apply in a real kernel")
+struct ApplyTests {
+    @Test("apply twice: the second apply is a no-op and writes nothing; verify reads but writes nothing; without verify it does not even read")
+    func applyTwice() throws {
+        try withScratchNamespace { namespace in
+            let ruleset = Shop().ruleset
+            let (executor, log) = countingExecutor()
+            let first = try namespace.inside { try executor.apply(ruleset) }
+            #expect(first.setsCreated.map(\.name) == ruleset.sets.map(\.name))
+            #expect(first.chainsWritten == ruleset.ipv4.chains.map { "ipv4 \($0.name)" }.sorted())
+            #expect(first.hooksRepaired == [.v4])
+            #expect(log.tableRestores.map(\.family) == [.v4])
+            try expectKernelHolds(ruleset, in: namespace)
+
+            log.reset()
+            let second = try namespace.inside { try executor.apply(ruleset) }
+            #expect(second.isEmpty)
+            #expect(second.description == "no change")
+            #expect(log.calls.isEmpty, "without verify, an unchanged ruleset must not even read the kernel: \(log.calls)")
+
+            log.reset()
+            let verified = try namespace.inside { try executor.apply(ruleset, verify: true) }
+            #expect(verified.isEmpty, "\(verified)")
+            #expect(log.writes.isEmpty, "\(log.writes)")
+            #expect(log.reads == [.saveSets, .saveTable(.v4), .saveTable(.v6)])
+
+            // An executor without memory (as `picket apply` is) finds nothing to do either.
+            let (fresh, freshLog) = countingExecutor()
+            let again = try namespace.inside { try fresh.apply(ruleset, verify: true) }
+            #expect(again.isEmpty, "\(again)")
+            #expect(freshLog.writes.isEmpty, "\(freshLog.writes)")
+            try expectKernelHolds(ruleset, in: namespace)
+        }
+    }
+
+    @Test("a remote peer pod changes its address: only its peer set changes (+1 -1), no table is written")
+    func remotePeerMoves() throws {
+        try withScratchNamespace { namespace in
+            let before = Shop().ruleset
+            let after = Shop.with { $0.pod("client") { $0.ips = [IPAddress("10.244.2.6")!] } }.ruleset
+            let peerSets = sets(of: before, holding: "10.244.2.5")
+            try #require(peerSets.count == 1, "client is a peer of web-allow-client only: \(peerSets)")
+            let peerSet = peerSets[0]
+
+            let (executor, log) = countingExecutor()
+            try namespace.inside { try executor.apply(before) }
+            log.reset()
+            let report = try namespace.inside { try executor.apply(after) }
+
+            #expect(log.setRestores == [["add \(peerSet) 10.244.2.6", "del \(peerSet) 10.244.2.5"]])
+            #expect(log.tableRestores.isEmpty, "\(log.tableRestores.map(\.text))")
+            #expect(changes(report.setsUpdated) == ["\(peerSet) +1 -1"])
+            #expect(report.description == "set updated: \(peerSet) (+1 -1)")
+            // web no longer admits the old address: flows involving it are re-checked.
+            #expect(log.conntrackDeletes == [[IPAddress("10.244.2.5")!]])
+            try expectKernelHolds(after, in: namespace)
+        }
+    }
+
+    @Test("a local selected pod changes its address: only its group and isolated sets change (+1 -1), in the safe order")
+    func localPodMoves() throws {
+        try withScratchNamespace { namespace in
+            let before = Shop().ruleset
+            let after = Shop.with { $0.pod("web") { $0.ips = [IPAddress("10.244.1.9")!] } }.ruleset
+            let isolated = Names.isolatedSet(.ingress, .v4)
+            let group = Names.groupSet(.ingress, policies: [shopKey("web-allow-client")], .v4)
+            try #require(sets(of: before, holding: "10.244.1.2") == [group, isolated])
+
+            let (executor, log) = countingExecutor()
+            try namespace.inside { try executor.apply(before) }
+            log.reset()
+            let report = try namespace.inside { try executor.apply(after) }
+
+            // Joins its group before it is isolated; stops being isolated before it leaves the group.
+            #expect(log.setRestores == [[
+                "add \(group) 10.244.1.9", "add \(isolated) 10.244.1.9",
+                "del \(isolated) 10.244.1.2", "del \(group) 10.244.1.2",
+            ]])
+            #expect(log.tableRestores.isEmpty, "\(log.tableRestores.map(\.text))")
+            #expect(changes(report.setsUpdated) == ["\(group) +1 -1", "\(isolated) +1 -1"])
+            #expect(report.setsCreated.isEmpty && report.setsDestroyed.isEmpty && report.chainsWritten.isEmpty)
+            #expect(log.conntrackDeletes == [[IPAddress("10.244.1.9")!]])
+            try expectKernelHolds(after, in: namespace)
+        }
+    }
+
+    @Test("add a policy, then remove it: only its chains and sets are written, then deleted; other chains untouched")
+    func addThenRemovePolicy() throws {
+        try withScratchNamespace { namespace in
+            let base = Shop().ruleset
+            let withPolicy = Shop.with { $0.policies.append(apiAllowWeb) }.ruleset
+            let policyChain = Names.policyChain(shopKey("api-allow-web"), .ingress)
+            let groupChain = Names.groupChain(.ingress, policies: [shopKey("api-allow-web")])
+            let newSets = Set(withPolicy.sets.map(\.name)).subtracting(base.sets.map(\.name)).sorted()
+            let groupSet = Names.groupSet(.ingress, policies: [shopKey("api-allow-web")], .v4)
+            try #require(newSets.count == 2 && newSets.contains(groupSet), "the group set and web's peer set: \(newSets)")
+
+            let (executor, log) = countingExecutor()
+            try namespace.inside { try executor.apply(base) }
+            let untouched = try namespace.table(.v4)
+
+            // Add.
+            log.reset()
+            let added = try namespace.inside { try executor.apply(withPolicy) }
+            #expect(log.tableRestores.count == 1)
+            if let text = log.tableRestores.first?.text {
+                #expect(declaredChains(text).sorted() == [Names.ingressChain, groupChain, policyChain].sorted(), "\(text)")
+                #expect(appendedChains(text) == [Names.ingressChain, groupChain, policyChain].sorted(), "\(text)")
+                #expect(restoreLines(text, "-I ").isEmpty && restoreLines(text, "-D ").isEmpty && restoreLines(text, "-X ").isEmpty, "\(text)")
+            }
+            let setLines = log.setRestores.flatMap { $0 }
+            let created = setLines.filter { $0.hasPrefix("create ") }.map { String($0.split(separator: " ")[1]) }
+            #expect(created.sorted() == newSets)
+            #expect(!setLines.contains { $0.hasPrefix("destroy ") || $0.hasPrefix("swap ") || $0.hasPrefix("del ") }, "\(setLines)")
+            #expect(added.setsCreated.map(\.name).sorted() == newSets)
+            #expect(changes(added.setsUpdated) == ["\(Names.isolatedSet(.ingress, .v4)) +1 -0"])
+            #expect(added.chainsWritten == [Names.ingressChain, groupChain, policyChain].sorted().map { "ipv4 \($0)" })
+            #expect(added.chainsDeleted.isEmpty && added.hooksRepaired.isEmpty)
+            #expect(log.conntrackDeletes == [[IPAddress("10.244.1.3")!]], "api became isolated for ingress")
+            try expectKernelHolds(withPolicy, in: namespace)
+            let afterAdd = try namespace.table(.v4)
+            for chain in untouched.picketChains.keys where chain != Names.ingressChain {
+                #expect(afterAdd.rules(of: chain) == untouched.rules(of: chain), "\(chain)")
+            }
+
+            // Remove.
+            log.reset()
+            let removed = try namespace.inside { try executor.apply(base) }
+            #expect(log.tableRestores.count == 1)
+            if let text = log.tableRestores.first?.text {
+                #expect(declaredChains(text).sorted() == [Names.ingressChain, groupChain, policyChain].sorted(), "\(text)")
+                #expect(appendedChains(text) == [Names.ingressChain], "\(text)")
+                #expect(restoreLines(text, "-X ").sorted() == ["-X \(groupChain)", "-X \(policyChain)"].sorted(), "\(text)")
+                #expect(restoreLines(text, "-I ").isEmpty && restoreLines(text, "-D ").isEmpty, "\(text)")
+            }
+            let destroyed = log.setRestores.flatMap { $0 }.filter { $0.hasPrefix("destroy ") }
+            #expect(destroyed == newSets.map { "destroy \($0)" })
+            #expect(removed.setsDestroyed == newSets)
+            #expect(removed.chainsDeleted == [groupChain, policyChain].sorted().map { "ipv4 \($0)" })
+            #expect(removed.chainsWritten == ["ipv4 \(Names.ingressChain)"])
+            #expect(log.conntrackDeletes.isEmpty, "no pod lost access by removing a policy: \(log.conntrackDeletes)")
+            try expectKernelHolds(base, in: namespace)
+            #expect(try namespace.table(.v4) == untouched)
+        }
+    }
+
+    @Test("a peer set outgrowing the default maxelem is refilled in a scratch set and swapped in, and back")
+    func resizeBySwap() throws {
+        try withScratchNamespace { namespace in
+            // 32,768 more clients on node-b: the peer set needs maxelem 131072 (twice its members).
+            let crowd = Shop.with { shop in
+                for i in 0..<32_768 {
+                    let ip = "10.\(100 + i / 65_536).\((i / 256) % 256).\(i % 256)"
+                    shop.pods.append(makePod("shop", "c\(i)", node: "node-b", ip: ip, labels: ["app": "client"]))
+                }
+            }
+            let small = Shop().ruleset
+            let large = crowd.ruleset
+            let peerSet = try #require(sets(of: small, holding: "10.244.2.5").first)
+            try #require(large.sets.first { $0.name == peerSet }?.maxElements == 131_072)
+
+            let (executor, log) = countingExecutor()
+            try namespace.inside { try executor.apply(small) }
+            log.reset()
+            let grown = try namespace.inside { try executor.apply(large) }
+            let scratch = "picket-tmp-" + String(peerSet.suffix(19))
+            let prepare = log.setRestores.first ?? []
+            #expect(prepare.first == "create \(scratch) hash:ip family inet hashsize 1024 maxelem 131072")
+            #expect(Array(prepare.suffix(2)) == ["swap \(peerSet) \(scratch)", "destroy \(scratch)"])
+            #expect(prepare.count == 32_769 + 3)
+            #expect(log.tableRestores.isEmpty, "a resize rewrites no chain")
+            #expect(changes(grown.setsUpdated) == ["\(peerSet) +32768 -0"])
+            let header = try namespace.run("ipset", "list", "-t", peerSet)
+            #expect(header.contains("maxelem 131072"), "\(header)")
+            #expect(header.contains("Number of entries: 32769"), "\(header)")
+            #expect(try namespace.setNames().allSatisfy { !$0.hasPrefix("picket-tmp-") })
+
+            log.reset()
+            let shrunk = try namespace.inside { try executor.apply(small, verify: true) }
+            #expect(changes(shrunk.setsUpdated) == ["\(peerSet) +0 -32768"])
+            try expectKernelHolds(small, in: namespace)
+            #expect(try namespace.run("ipset", "list", "-t", peerSet).contains("maxelem 65536"))
+        }
+    }
+
+    @Test("dual-stack: IPv6 pods get ip6tables chains and hooks; an IPv4-only cluster removes them")
+    func dualStack() throws {
+        try withScratchNamespace { namespace in
+            let dual = Shop.with { $0.dualStack() }.ruleset
+            let v4Only = Shop().ruleset
+            try #require(dual.ipv6 != nil && dual.sets.contains { $0.family == .v6 })
+
+            let (executor, log) = countingExecutor()
+            let first = try namespace.inside { try executor.apply(dual) }
+            #expect(log.tableRestores.map(\.family) == [.v4, .v6])
+            #expect(first.hooksRepaired == [.v4, .v6])
+            #expect(first.chainsWritten.filter { $0.hasPrefix("ipv6 ") }.count == dual.ipv6!.chains.count)
+            try expectKernelHolds(dual, in: namespace)
+            #expect(try namespace.table(.v6).picketJumps(in: "FORWARD").count == 1)
+
+            log.reset()
+            let back = try namespace.inside { try executor.apply(v4Only) }
+            let v6Sets = dual.sets.filter { $0.family == .v6 }.map(\.name).sorted()
+            #expect(back.hooksRemoved == [.v6])
+            #expect(back.hooksRepaired.isEmpty)
+            #expect(back.chainsDeleted.sorted() == dual.ipv6!.chains.map { "ipv6 \($0.name)" }.sorted())
+            #expect(back.chainsWritten.isEmpty, "the IPv4 chains do not change: \(back.chainsWritten)")
+            #expect(back.setsDestroyed == v6Sets)
+            #expect(log.tableRestores.map(\.family) == [.v6])
+            let saved6 = try namespace.table(.v6)
+            #expect(saved6.picketChains.isEmpty)
+            #expect(saved6.picketJumps(in: "FORWARD").isEmpty && saved6.picketJumps(in: "INPUT").isEmpty)
+            try expectKernelHolds(v4Only, in: namespace)
+
+            log.reset()
+            #expect(try namespace.inside { try executor.apply(v4Only, verify: true) }.isEmpty)
+            #expect(log.writes.isEmpty, "\(log.writes)")
+        }
+    }
+}
+
+/// The package's root directory.
+let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+/// A golden case folder (Fixtures/<name>) with its node.
+struct FixtureCase: CustomTestStringConvertible, Sendable {
+    var name: String
+    var node: String
+    var testDescription: String { name }
+
+    /// Every Fixtures/<name> with an `args` file naming `--node`.
+    static func all() -> [FixtureCase] {
+        let fixtures = packageRoot.appendingPathComponent("Fixtures")
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: fixtures.path)) ?? []
+        return names.sorted().compactMap { name in
+            let args = fixtures.appendingPathComponent(name).appendingPathComponent("args")
+            guard let text = try? String(contentsOf: args, encoding: .utf8) else { return nil }
+            let words = text.split(whereSeparator: \.isWhitespace).map(String.init)
+            guard let i = words.firstIndex(of: "--node"), i + 1 < words.count else { return nil }
+            return FixtureCase(name: name, node: words[i + 1])
+        }
+    }
+
+    /// The compiled ruleset of the case.
+    var ruleset: Ruleset {
+        let input = packageRoot.appendingPathComponent("Fixtures/\(name)/input").path
+        return compile(ManifestLoader.load([input]).snapshot, node: node)
+    }
+}
+
+/// Every golden case survives the round trip through the kernel: what the executor writes reads
+/// back exactly as compiled (iptables-save's and ipset save's spelling of every rule and member),
+/// so a verifying apply finds nothing to rewrite.
+@Suite("Executor: every golden case round-trips through the kernel")
+struct FixtureRoundTripTests {
+    @Test(arguments: FixtureCase.all())
+    func roundTrip(_ fixture: FixtureCase) throws {
+        try withScratchNamespace { namespace in
+            let ruleset = fixture.ruleset
+            let (executor, log) = countingExecutor()
+            try namespace.inside { try executor.apply(ruleset) }
+            try expectKernelHolds(ruleset, in: namespace)
+            log.reset()
+            let (fresh, freshLog) = countingExecutor()
+            let report = try namespace.inside { try fresh.apply(ruleset, verify: true) }
+            #expect(report.isEmpty, "a verifying apply of the same rules changed: \(report)")
+            #expect(freshLog.writes.isEmpty, "\(freshLog.writes)")
+        }
+    }
+}

@@ -1,0 +1,231 @@
+import Executor
+import Foundation
+import KubeModel
+import PolicyCompiler
+import Testing
+
+/// A change made behind Picket's back, with what the repairing apply must report.
+struct Tamper: CustomTestStringConvertible, Sendable {
+    /// What is done.
+    var name: String
+    /// The command, run with `ip netns exec` after the first apply.
+    var command: @Sendable (Ruleset) -> [String]
+    /// The report of `apply(verify: true)` afterwards, as `description` lines.
+    var report: @Sendable (Ruleset) -> [String]
+
+    var testDescription: String { name }
+
+    /// web-allow-client's ingress chain.
+    static let policyChain = Names.policyChain(shopKey("web-allow-client"), .ingress)
+    /// The set holding client's address.
+    static func peerSet(_ ruleset: Ruleset) -> String { sets(of: ruleset, holding: "10.244.2.5").first ?? "?" }
+
+    static let all: [Tamper] = [
+        Tamper(
+            name: "(a) a policy chain flushed",
+            command: { _ in ["iptables", "-F", policyChain] },
+            report: { _ in ["chain written: ipv4 \(policyChain)"] }),
+        Tamper(
+            name: "(b) a set member deleted",
+            command: { ["ipset", "del", peerSet($0), "10.244.2.5"] },
+            report: { ["set updated: \(peerSet($0)) (+1 -0)"] }),
+        Tamper(
+            name: "(c) the FORWARD jump deleted",
+            command: { _ in ["iptables", "-D", "FORWARD", "1"] },
+            report: { _ in ["hooks inserted: ipv4 FORWARD, INPUT"] }),
+        Tamper(
+            name: "(d) a foreign rule inserted above Picket's jump",
+            command: { _ in ["iptables", "-I", "FORWARD", "1", "-s", "192.0.2.0/24", "-j", "ACCEPT"] },
+            report: { _ in ["hooks inserted: ipv4 FORWARD, INPUT"] }),
+        Tamper(
+            name: "(e) a duplicate Picket jump appended",
+            command: { _ in ["iptables", "-A", "FORWARD", "-m", "comment", "--comment", "picket: NetworkPolicy for pod traffic", "-j", "PICKET-FORWARD"] },
+            report: { _ in ["hooks inserted: ipv4 FORWARD, INPUT"] }),
+        Tamper(
+            name: "(e2) a duplicate Picket jump inserted first",
+            command: { _ in ["iptables", "-I", "FORWARD", "1", "-m", "comment", "--comment", "picket: NetworkPolicy for pod traffic", "-j", "PICKET-FORWARD"] },
+            report: { _ in ["hooks inserted: ipv4 FORWARD, INPUT"] }),
+        Tamper(
+            name: "(f) an ACCEPT-all rule inserted first in PICKET-FORWARD",
+            command: { _ in ["iptables", "-I", "PICKET-FORWARD", "1", "-j", "ACCEPT"] },
+            report: { _ in ["chain written: ipv4 PICKET-FORWARD"] }),
+        Tamper(
+            name: "(g) a stray jump into Picket's chain from OUTPUT",
+            command: { _ in ["iptables", "-A", "OUTPUT", "-j", "PICKET-INPUT"] },
+            report: { _ in ["hooks inserted: ipv4 FORWARD, INPUT"] }),
+    ]
+}
+
+/// The foreign FORWARD rule every repair test starts with; it must survive every repair.
+let foreignForwardRule = "-s 198.51.100.0/24 -j DROP"
+
+/// Repairs after tampering, and failures that must leave the previous rules in force.
+@Suite("Executor: repair and failure in a real kernel")
+struct RepairTests {
+    @Test("tamper behind Picket's back, then apply(verify: true) restores exactly the compiled state", arguments: Tamper.all)
+    func tamperAndRepair(_ tamper: Tamper) throws {
+        try withScratchNamespace { namespace in
+            try namespace.run("iptables", "-A", "FORWARD", "-s", "198.51.100.0/24", "-j", "DROP")
+            let ruleset = Shop().ruleset
+            let (executor, log) = countingExecutor()
+            try namespace.inside { try executor.apply(ruleset) }
+            try expectKernelHolds(ruleset, in: namespace)
+
+            let command = tamper.command(ruleset)
+            let tampered = try namespace.exec(command[0], Array(command.dropFirst()))
+            try #require(tampered.status == 0, "tampering failed: \(tampered)")
+            let damaged = try namespace.saveBoth() + namespace.setSave()
+
+            // Without verify the executor trusts its memory: nothing is read, nothing repaired.
+            log.reset()
+            #expect(try namespace.inside { try executor.apply(ruleset) }.isEmpty)
+            #expect(log.calls.isEmpty)
+            #expect(try namespace.saveBoth() + namespace.setSave() == damaged)
+
+            let report = try namespace.inside { try executor.apply(ruleset, verify: true) }
+            #expect(report.description.split(separator: "\n").map(String.init) == tamper.report(ruleset))
+            try expectKernelHolds(ruleset, in: namespace)
+            let forward = try namespace.table(.v4).rules(of: "FORWARD")
+            #expect(forward.first == compiledHooks(ruleset, .v4, "FORWARD").first)
+            #expect(forward.contains(foreignForwardRule), "the foreign rule is kept: \(forward)")
+            if tamper.name.hasPrefix("(d)") {
+                #expect(Array(forward.dropFirst()) == ["-s 192.0.2.0/24 -j ACCEPT", foreignForwardRule])
+            }
+
+            // Repaired means stable: another verifying apply writes nothing.
+            log.reset()
+            #expect(try namespace.inside { try executor.apply(ruleset, verify: true) }.isEmpty)
+            #expect(log.writes.isEmpty, "\(log.writes)")
+        }
+    }
+
+    @Test("a failing iptables-restore leaves the old rules and sets exactly in force, and names the failing line")
+    func failingRestore() throws {
+        try withScratchNamespace { namespace in
+            let stateA = Shop().ruleset
+            var stateB = Shop.with { $0.policies.append(apiAllowWeb) }.ruleset
+            let broken = Names.policyChain(shopKey("api-allow-web"), .ingress)
+            let index = try #require(stateB.ipv4.chains.firstIndex { $0.name == broken })
+            stateB.ipv4.chains[index].rules.append(["-m", "nosuchmatch", "-j", "DROP"])
+
+            let (executor, log) = countingExecutor()
+            try namespace.inside { try executor.apply(stateA) }
+            let tablesBefore = try namespace.saveBoth()
+            let setsBefore = try namespace.setSave()
+            let namesBefore = try namespace.setNames()
+
+            log.reset()
+            let outcome = try namespace.inside { Result { () throws(ApplyError) in try executor.apply(stateB) } }
+            guard case .failure(let error) = outcome else {
+                Issue.record("an invalid rule was applied: \(outcome)")
+                return
+            }
+            #expect(error.step == "iptables-restore")
+            #expect(error.description.contains("iptables-restore"))
+            // B's new sets were created first (step 1), then destroyed again after the refusal.
+            let created = log.setRestores.first?.filter { $0.hasPrefix("create ") }.map { String($0.split(separator: " ")[1]) } ?? []
+            #expect(!created.isEmpty)
+            #expect(log.setRestores.dropFirst().flatMap { $0 } == created.map { "destroy \($0)" })
+            #expect(try namespace.saveBoth() == tablesBefore)
+            #expect(try namespace.setSave() == setsBefore)
+            #expect(try namespace.setNames() == namesBefore)
+            try expectKernelHolds(stateA, in: namespace)
+            // Back to A: nothing to write (the executor may read the kernel back, or trust memory).
+            log.reset()
+            #expect(try namespace.inside { try executor.apply(stateA) }.isEmpty)
+            #expect(log.writes.isEmpty, "\(log.writes)")
+
+            #expect(error.description.contains("> "), "the failing line is marked: \(error)")
+            #expect(error.description.contains("-A \(broken) -m nosuchmatch -j DROP"), "the failing line is shown: \(error)")
+
+            print("ExecutorTests.failingRestore: the error as an operator sees it:\n\(error)")
+        }
+    }
+
+    @Test("a partial failure (IPv6 refused after IPv4 applied) does not let a later apply skip the kernel")
+    func partialFailureForgetsMemory() throws {
+        try withScratchNamespace { namespace in
+            let stateA = Shop.with { $0.dualStack() }.ruleset
+            var stateB = Shop.with { $0.dualStack(); $0.policies.append(apiAllowWeb) }.ruleset
+            let broken = Names.policyChain(shopKey("api-allow-web"), .ingress)
+            let index = try #require(stateB.ipv6?.chains.firstIndex { $0.name == broken })
+            stateB.ipv6!.chains[index].rules.append(["-m", "nosuchmatch", "-j", "DROP"])
+
+            let (executor, log) = countingExecutor()
+            try namespace.inside { try executor.apply(stateA) }
+            let outcome = try namespace.inside { Result { () throws(ApplyError) in try executor.apply(stateB) } }
+            guard case .failure(let error) = outcome else {
+                Issue.record("an invalid IPv6 rule was applied: \(outcome)")
+                return
+            }
+            #expect(error.step == "ip6tables-restore")
+            // IPv4 now holds B's chains (its transaction succeeded), IPv6 still A's.
+            #expect(try namespace.table(.v4).picketChains == compiledChains(stateB, .v4))
+            #expect(try namespace.table(.v6).picketChains == compiledChains(stateA, .v6))
+
+            // The cluster goes back to A (api-allow-web deleted) before the next periodic resync:
+            // the kernel must end up holding A.
+            log.reset()
+            let back = try namespace.inside { try executor.apply(stateA) }
+            let chainsAfter = try namespace.table(.v4).picketChains
+            #expect(!back.isEmpty && !log.calls.isEmpty, "apply(A) after the failure did nothing: \(back)")
+            #expect(chainsAfter == compiledChains(stateA, .v4))
+
+            // A verifying apply repairs it in any case.
+            try namespace.inside { try executor.apply(stateA, verify: true) }
+            try expectKernelHolds(stateA, in: namespace)
+        }
+    }
+
+    @Test("a failure after the tables were written, then a retry of the same ruleset, converges", arguments: InjectedFault.all)
+    func retryAfterLateFailure(_ fault: InjectedFault) throws {
+        try withScratchNamespace { namespace in
+            let stateA = Shop().ruleset
+            let stateB = Shop.with { $0.policies.append(apiAllowWeb) }.ruleset
+            let (executor, log) = countingExecutor()
+            try namespace.inside { try executor.apply(stateA) }
+
+            log.fault = { call in fault.hits(call) ? ApplyError(step: "injected", message: "\(fault.name): injected failure") : nil }
+            let failed = try namespace.inside { Result { () throws(ApplyError) in try executor.apply(stateB) } }
+            log.fault = nil
+            guard case .failure(let error) = failed else {
+                Issue.record("the injected fault did not fail the apply")
+                return
+            }
+            #expect(error.message.contains("injected failure"), "\(error)")
+            // The tables were written before the failure: IPv4 holds B's chains.
+            #expect(try namespace.table(.v4).picketChains == compiledChains(stateB, .v4))
+
+            // The daemon retries the same ruleset at its next sync.
+            let retry = try namespace.inside { Result { () throws(ApplyError) in try executor.apply(stateB) } }
+            let chains = try namespace.table(.v4).picketChains
+            let sets = try namespace.picketSets()
+            if case .failure(let error) = retry { Issue.record("the retry failed: \(error)") }
+            #expect(chains == compiledChains(stateB, .v4))
+            #expect(sets == compiledSets(stateB))
+
+            // A verifying apply repairs it in any case.
+            try namespace.inside { try executor.apply(stateB, verify: true) }
+            try expectKernelHolds(stateB, in: namespace)
+        }
+    }
+}
+
+/// A fault injected into one kernel call of an apply that adds api-allow-web to the shop.
+struct InjectedFault: CustomTestStringConvertible, Sendable {
+    /// Which step fails.
+    var name: String
+    /// Whether a call is the one that fails.
+    var hits: @Sendable (KernelCall) -> Bool
+
+    var testDescription: String { name }
+
+    static let all: [InjectedFault] = [
+        InjectedFault(name: "step 3 (member deltas) fails") { call in
+            if case .restoreSets(let lines) = call { lines.contains("add \(Names.isolatedSet(.ingress, .v4)) 10.244.1.3") } else { false }
+        },
+        InjectedFault(name: "conntrack deletion fails") { call in
+            if case .deleteConntrack = call { true } else { false }
+        },
+    ]
+}
