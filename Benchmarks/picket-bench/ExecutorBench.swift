@@ -127,7 +127,7 @@ final class CountingKernel: KernelAccess {
     /// e.g. `2 ipset lines, no iptables-restore, conntrack 1 address 4.6 ms`.
     var summary: String {
         var text = "\(setLines) ipset lines, " + (tableTexts == 0 ? "no iptables-restore" : "\(tableTexts) iptables-restore of \(chainsDeclared) chains")
-        if revoked > 0 { text += ", conntrack clean-up of \(revoked) addresses \(Format.ms(conntrack))" }
+        if revoked > 0 { text += ", conntrack re-check of \(revoked) addresses \(Format.ms(conntrack))" }
         return text
     }
 
@@ -147,12 +147,12 @@ final class CountingKernel: KernelAccess {
         try base.restoreTable(family, text)
     }
 
-    func deleteConntrack(_ addresses: Set<IPAddress>) throws(ApplyError) -> Int {
+    func recheckConntrack(_ addresses: Set<IPAddress>, mark: UInt32) throws(ApplyError) -> Int {
         let start = ContinuousClock.now
         defer {
             conntrack += ContinuousClock.now - start
             revoked += addresses.count
         }
-        return try base.deleteConntrack(addresses)
+        return try base.recheckConntrack(addresses, mark: mark)
     }
 }

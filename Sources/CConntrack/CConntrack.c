@@ -8,7 +8,11 @@
 
 /// State shared with the dump callback through its data pointer.
 struct picket_ct_context {
+    /// The second handle, on which matching entries are destroyed or updated.
     struct nfct_handle *destroyer;
+    /// 0: destroy matching entries; otherwise set `mark` under this mask on them.
+    uint32_t mask;
+    uint32_t mark;
     uint8_t family;
     size_t width;
     const uint8_t *addresses;
@@ -51,7 +55,26 @@ static int picket_ct_on_entry(enum nf_conntrack_msg_type type, struct nf_conntra
     (void)type;
     if (nfct_get_attr_u8(entry, ATTR_ORIG_L3PROTO) != context->family) return NFCT_CB_CONTINUE;
     if (!picket_ct_involves(context, entry)) return NFCT_CB_CONTINUE;
-    if (nfct_query(context->destroyer, NFCT_Q_DESTROY, entry) == 0) {
+    int status;
+    if (context->mask == 0) {
+        status = nfct_query(context->destroyer, NFCT_Q_DESTROY, entry);
+    } else {
+        uint32_t old = nfct_attr_is_set(entry, ATTR_MARK) > 0 ? nfct_get_attr_u32(entry, ATTR_MARK) : 0;
+        uint32_t mark = (old & ~context->mask) | (context->mark & context->mask);
+        if (mark == old) return NFCT_CB_CONTINUE;
+        // An update names the entry by its original tuple and carries only the new mark.
+        struct nf_conntrack *update = nfct_new();
+        if (update == NULL) {
+            context->result->step = PICKET_CT_STEP_DESTROY;
+            context->result->error = ENOMEM;
+            return NFCT_CB_STOP;
+        }
+        nfct_copy(update, entry, NFCT_CP_ORIG);
+        nfct_set_attr_u32(update, ATTR_MARK, mark);
+        status = nfct_query(context->destroyer, NFCT_Q_UPDATE, update);
+        nfct_destroy(update);
+    }
+    if (status == 0) {
         context->result->deleted++;
         return NFCT_CB_CONTINUE;
     }
@@ -73,6 +96,10 @@ static int picket_ct_fail(picket_ct_result *result, picket_ct_step step, int err
 }
 
 int picket_ct_delete(int family, const uint8_t *addresses, size_t count, picket_ct_result *result) {
+    return picket_ct_mark(family, addresses, count, 0, 0, result);
+}
+
+int picket_ct_mark(int family, const uint8_t *addresses, size_t count, uint32_t mark, uint32_t mask, picket_ct_result *result) {
     memset(result, 0, sizeof *result);
     if (family != AF_INET && family != AF_INET6) return picket_ct_fail(result, PICKET_CT_STEP_DUMP, EAFNOSUPPORT);
     if (count == 0) return 0;
@@ -88,6 +115,8 @@ int picket_ct_delete(int family, const uint8_t *addresses, size_t count, picket_
 
     struct picket_ct_context context = {
         .destroyer = destroyer,
+        .mask = mask,
+        .mark = mark,
         .family = (uint8_t)family,
         .width = family == AF_INET ? 4 : 16,
         .addresses = addresses,

@@ -20,7 +20,7 @@ import CConntrack
 import Glibc
 import KubeModel
 
-/// Deletion of conntrack entries in the network namespace of the calling thread.
+/// Deletion and marking of conntrack entries in the network namespace of the calling thread.
 public enum Conntrack {
     /// Deletes every conntrack entry (both families) whose original or reply source or
     /// destination is one of `addresses`; returns how many were deleted. Entries that vanish
@@ -34,26 +34,48 @@ public enum Conntrack {
     /// Needs CAP_NET_ADMIN in the network namespace of the calling thread, and blocks in
     /// netlink I/O for the length of one dump of the table.
     public static func deleteEntries(involving addresses: Set<IPAddress>) throws(ConntrackError) -> Int {
-        var deleted = 0
+        try forEachFamily(addresses) { family, buffer, count, result in
+            picket_ct_delete(family, buffer, count, &result)
+        }
+    }
+
+    /// Sets the conntrack mark bits `mark` (under `mask`) on every entry whose original or reply
+    /// source or destination is one of `addresses`; returns how many entries changed (entries
+    /// that already carry the bits are left alone). Same scope, cost and failure behaviour as
+    /// `deleteEntries`, but the flows keep their entries, and with them their direction: rules
+    /// that match the mark can re-check each flow at its next packet.
+    public static func markEntries(involving addresses: Set<IPAddress>, mark: UInt32, mask: UInt32) throws(ConntrackError) -> Int {
+        try forEachFamily(addresses) { family, buffer, count, result in
+            picket_ct_mark(family, buffer, count, mark, mask, &result)
+        }
+    }
+
+    /// Runs one C call per family that has addresses, IPv4 first; sums the changed entries and
+    /// turns a failure into a `ConntrackError`.
+    private static func forEachFamily(
+        _ addresses: Set<IPAddress>,
+        _ call: (Int32, UnsafePointer<UInt8>?, Int, inout picket_ct_result) -> Int32
+    ) throws(ConntrackError) -> Int {
+        var changed = 0
         for family in IPAddress.Family.allCases {
             let members = addresses.filter { $0.family == family }
             if members.isEmpty { continue }
             var result = picket_ct_result()
             let bytes = addressBytes(members.sorted(), family: family)
             let status = bytes.withUnsafeBufferPointer { buffer in
-                picket_ct_delete(family.socketFamily, buffer.baseAddress, members.count, &result)
+                call(family.socketFamily, buffer.baseAddress, members.count, &result)
             }
-            deleted += Int(result.deleted)
+            changed += Int(result.deleted)
             if status != 0 {
                 throw ConntrackError(
                     operation: ConntrackError.Operation(result.step),
                     family: family,
                     errorNumber: result.error,
-                    deletedBeforeFailure: deleted
+                    deletedBeforeFailure: changed
                 )
             }
         }
-        return deleted
+        return changed
     }
 
     /// The addresses back to back in network byte order: 4 bytes each for IPv4, 16 for IPv6.

@@ -63,7 +63,7 @@ public final class Executor {
         lastApplied = desired
         lastRuleset = ruleset
         if !plan.revoke.isEmpty {
-            report.conntrackDeleted = try kernel.deleteConntrack(plan.revoke)
+            report.conntrackMarked = try kernel.recheckConntrack(plan.revoke, mark: ruleset.markBit)
         }
         return report
     }
@@ -85,6 +85,16 @@ public final class Executor {
     /// the next apply repairs the members.
     private func execute(_ plan: Plan) throws(ApplyError) -> ApplyReport {
         guard !plan.isEmpty else { return plan.report }
+        if plan.tables.isEmpty {
+            // Pod churn: no rule changes, so both set steps go in one batch, in order.
+            do {
+                try kernel.restoreSets(plan.prepare + plan.finish)
+            } catch {
+                rollBack(plan)
+                throw ApplyError(step: "ipset restore (members)", message: error.message, context: error.context)
+            }
+            return plan.report
+        }
         do {
             try kernel.restoreSets(plan.prepare)
         } catch {

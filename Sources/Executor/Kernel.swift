@@ -14,8 +14,9 @@ public protocol KernelAccess {
     func saveTable(_ family: IPAddress.Family) throws(ApplyError) -> String
     /// `iptables-restore --noflush --wait` (or ip6tables-restore) of one transaction.
     func restoreTable(_ family: IPAddress.Family, _ text: String) throws(ApplyError)
-    /// Deletes the conntrack entries of these addresses; returns how many.
-    func deleteConntrack(_ addresses: Set<IPAddress>) throws(ApplyError) -> Int
+    /// Sets the re-check bit `mark` on the conntrack entries of these addresses; returns how many
+    /// entries changed.
+    func recheckConntrack(_ addresses: Set<IPAddress>, mark: UInt32) throws(ApplyError) -> Int
 }
 
 /// Why an apply failed. The message names the step, the tool, and the failing input line with
@@ -50,8 +51,8 @@ public struct ApplyError: Error, Hashable, Sendable, CustomStringConvertible {
     }
 }
 
-/// The real kernel: libipset in-process, iptables-restore/-save as processes, conntrack over
-/// netlink in-process.
+/// The real kernel: libipset in-process, iptables-restore/-save as processes, conntrack marks
+/// over netlink in-process.
 public struct SystemKernel: KernelAccess {
     /// Where the iptables tools live.
     public var toolDirectory: String
@@ -106,12 +107,12 @@ public struct SystemKernel: KernelAccess {
         }
     }
 
-    public func deleteConntrack(_ addresses: Set<IPAddress>) throws(ApplyError) -> Int {
+    public func recheckConntrack(_ addresses: Set<IPAddress>, mark: UInt32) throws(ApplyError) -> Int {
         guard !addresses.isEmpty else { return 0 }
         do {
-            return try Conntrack.deleteEntries(involving: addresses)
+            return try Conntrack.markEntries(involving: addresses, mark: mark, mask: mark)
         } catch {
-            throw ApplyError(step: "conntrack delete", message: error.description)
+            throw ApplyError(step: "conntrack mark", message: error.description)
         }
     }
 

@@ -5,16 +5,20 @@
 // them), reads the node's actual state the same way, and plans the difference. A plan is
 // executed in three steps that never open a protected pod nor drop an allowed flow:
 //
-//   1. ipset: create new sets, filled (nothing references them yet); resize sets by swap.
+//   1. ipset: create new sets, filled (nothing references them yet); resize sets by swap;
+//      member changes of peer sets; pods join the group sets of their new group and leave the
+//      isolated-pods sets they no longer belong to.
 //   2. iptables-restore --noflush, one transaction per family: rewrite changed chains, repair
 //      hooks, flush and delete stale chains. Atomic: on failure the old rules stay.
-//   3. ipset: member deltas of existing sets (adds before deletes; the isolated-pods sets last
-//      on add and first on delete, so a pod is never isolated without its group), then destroy
-//      sets no rule references any more.
+//   3. ipset: pods join the isolated-pods sets and leave the group sets of their old group,
+//      then sets no rule references any more are destroyed.
 //
-// A set's name includes its definition, so new rules never meet members computed for old ones;
-// member deltas are pod churn and are safe in any order. After step 3, conntrack entries of
-// local pods whose access may have shrunk are deleted, so established flows meet the new rules.
+// So a pod is never isolated without a group whose chain exists: it joins its new group before
+// step 2 removes the old group's dispatch, and becomes isolated only after step 2 created its
+// group's. A set's name includes its definition, so new rules never meet members computed for
+// old ones, and peer member changes are pod churn, valid under old and new rules alike. After
+// step 3, the conntrack entries of flows whose access may have shrunk are marked, so that each
+// such flow is judged again at its next packet (PICKET-RECHECK).
 
 import KubeModel
 import PolicyCompiler

@@ -5,15 +5,16 @@ import PolicyCompiler
 /// apply (see NodeState.swift), each as the text its tool reads, plus the report and the local
 /// pod addresses whose established flows must be re-checked. Pure: computed from two states.
 public struct Plan: Sendable {
-    /// Step 1: `ipset restore` lines creating (and filling) new sets and resizing others.
+    /// Step 1: `ipset restore` lines creating (and filling) new sets, resizing others, changing
+    /// peer set members, pods joining groups and leaving isolation.
     public var prepare: [String] = []
     /// Names of the sets step 1 creates (destroyed again if step 2 fails).
     public var created: [String] = []
     /// Step 2: `iptables-restore --noflush` input per family, only for families that change.
     public var tables: [(family: IPAddress.Family, text: String)] = []
-    /// Step 3: member deltas of existing sets, then destroys of stale sets.
+    /// Step 3: pods joining isolation and leaving groups, then destroys of stale sets.
     public var finish: [String] = []
-    /// Local pod addresses whose access may have shrunk: their conntrack entries are deleted.
+    /// Addresses whose flows may have lost access: their conntrack entries are marked for re-check.
     public var revoke: Set<IPAddress> = []
     /// What changes, for people.
     public var report = ApplyReport()
@@ -31,8 +32,11 @@ public struct Plan: Sendable {
     }
 
     private mutating func planSets(_ current: NodeState, _ desired: NodeState) {
-        var adds: [(isolated: Bool, line: String)] = []
-        var deletes: [(isolated: Bool, line: String)] = []
+        var peerChanges: [String] = []
+        var joinGroups: [String] = []
+        var leaveGroups: [String] = []
+        var joinIsolation: [String] = []
+        var leaveIsolation: [String] = []
         for name in desired.sets.keys.sorted() {
             let want = desired.sets[name]!
             guard let have = current.sets[name] else {
@@ -60,15 +64,26 @@ public struct Plan: Sendable {
             let added = want.members.subtracting(have.members)
             let removed = have.members.subtracting(want.members)
             guard !added.isEmpty || !removed.isEmpty else { continue }
-            let isolated = Plan.isIsolatedSet(name)
-            adds += added.sorted().map { (isolated, "add \(name) \($0)") }
-            deletes += removed.sorted().map { (isolated, "del \(name) \($0)") }
+            let addLines = added.sorted().map { "add \(name) \($0)" }
+            let deleteLines = removed.sorted().map { "del \(name) \($0)" }
+            if Plan.isIsolatedSet(name) {
+                // Isolation ends before step 2 may remove the group; it begins after step 2
+                // created it.
+                leaveIsolation += deleteLines
+                joinIsolation += addLines
+            } else if Plan.isGroupSet(name) {
+                // A pod joins its new group before step 2 may remove the old one's dispatch, and
+                // leaves the old group after.
+                joinGroups += addLines
+                leaveGroups += deleteLines
+            } else {
+                // Peer and named-port sets: pod churn, valid under old and new rules.
+                peerChanges += addLines + deleteLines
+            }
             report.setsUpdated.append(.init(name: name, added: added.count, removed: removed.count))
         }
-        // A pod joins its group before it becomes isolated, and stops being isolated before it
-        // leaves its group: never isolated without a group chain to admit its traffic.
-        finish += adds.filter { !$0.isolated }.map(\.line) + adds.filter(\.isolated).map(\.line)
-        finish += deletes.filter(\.isolated).map(\.line) + deletes.filter { !$0.isolated }.map(\.line)
+        prepare += peerChanges + joinGroups + leaveIsolation
+        finish += joinIsolation + leaveGroups
         for name in current.sets.keys.sorted() where desired.sets[name] == nil {
             finish.append("destroy \(name)")
             report.setsDestroyed.append(name)
@@ -83,6 +98,11 @@ public struct Plan: Sendable {
     /// characters (its hash and family), within ipset's 31.
     static func temporaryName(for name: String) -> String {
         Names.setPrefix + "tmp-" + String(name.suffix(19))
+    }
+
+    /// Whether `name` is a group's member set (`picket-gri-…`, `picket-gre-…`).
+    static func isGroupSet(_ name: String) -> Bool {
+        name.hasPrefix(Names.setPrefix + "gri-") || name.hasPrefix(Names.setPrefix + "gre-")
     }
 
     static func isIsolatedSet(_ name: String) -> Bool {
@@ -127,12 +147,12 @@ public struct Plan: Sendable {
     }
 
     /// Addresses whose established flows may have lost their admission, so that their conntrack
-    /// entries are deleted and the next packet meets the new rules:
+    /// entries are marked and their next packet in the original direction meets the new rules:
     ///   - a local pod that became isolated, or moved to another group;
     ///   - every pod of a group whose chain, or a policy chain it calls, changed;
     ///   - an address removed from a peer or named-port set (the remote end that lost access).
-    /// Over-approximating is safe: a flow that is still allowed is admitted again as a new
-    /// conntrack entry. Growing sets and pods that stop being isolated revoke nothing.
+    /// Over-approximating is safe: a flow that is still allowed is admitted again and its mark
+    /// cleared. Growing sets and pods that stop being isolated revoke nothing.
     static func revocations(_ current: NodeState, _ desired: NodeState) -> Set<IPAddress> {
         var revoke: Set<IPAddress> = []
         func add(_ member: String) {
@@ -157,7 +177,7 @@ public struct Plan: Sendable {
                 }
             }
         }
-        for (name, after) in desired.sets where !isIsolatedSet(name) && !name.hasPrefix(Names.setPrefix + "gr") {
+        for (name, after) in desired.sets where !isIsolatedSet(name) && !isGroupSet(name) {
             guard let before = current.sets[name], before.members != after.members else { continue }
             for member in before.members where !after.members.contains(member) { add(member) }
         }
@@ -232,8 +252,8 @@ public struct ApplyReport: Hashable, Sendable, CustomStringConvertible {
     public var hooksRepaired: [IPAddress.Family] = []
     /// Families whose hooks were removed (cleanup, or IPv6 no longer needed).
     public var hooksRemoved: [IPAddress.Family] = []
-    /// Conntrack entries deleted so that flows meet the new rules.
-    public var conntrackDeleted = 0
+    /// Conntrack entries marked so that their flows meet the new rules at their next packet.
+    public var conntrackMarked = 0
 
     /// Creates an empty report.
     public init() {}
@@ -255,7 +275,7 @@ public struct ApplyReport: Hashable, Sendable, CustomStringConvertible {
         lines += chainsDeleted.map { "chain deleted: \($0)" }
         lines += hooksRepaired.map { "hooks inserted: \($0 == .v4 ? "ipv4" : "ipv6") FORWARD, INPUT" }
         lines += hooksRemoved.map { "hooks removed: \($0 == .v4 ? "ipv4" : "ipv6") FORWARD, INPUT" }
-        if conntrackDeleted > 0 { lines.append("conntrack entries deleted: \(conntrackDeleted)") }
+        if conntrackMarked > 0 { lines.append("conntrack entries marked for re-check: \(conntrackMarked)") }
         return lines.joined(separator: "\n")
     }
 }

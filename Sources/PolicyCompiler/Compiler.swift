@@ -5,6 +5,7 @@
 // The layout (one per family; see README "Rule layout"):
 //
 //   FORWARD -> PICKET-FORWARD   (inserted first)
+//     0. connmark bit set -> PICKET-RECHECK                    flows whose access was revoked
 //     1. ctstate RELATED,ESTABLISHED -> ACCEPT                 replies and admitted flows
 //     2. src in picket-egress-vN  -> PICKET-EGRESS             local pods isolated for egress
 //     3. dst in picket-ingress-vN -> PICKET-INGRESS            local pods isolated for ingress
@@ -140,7 +141,9 @@ private struct RulesetBuilder {
             tables.append(FilterTable(
                 family: family, chains: base.chains + chains + derived.sorted { $0.name < $1.name }, hooks: base.hooks))
         }
-        return Ruleset(sets: sets.list.sorted { $0.name < $1.name }, ipv4: tables[0], ipv6: tables.count > 1 ? tables[1] : nil)
+        return Ruleset(
+            sets: sets.list.sorted { $0.name < $1.name }, ipv4: tables[0], ipv6: tables.count > 1 ? tables[1] : nil,
+            markBit: options.markBit)
     }
 
     /// Emits a set once; a second rule defining the same set (same name) shares it, and its
@@ -156,7 +159,7 @@ private struct RulesetBuilder {
         sets.list.append(set)
     }
 
-    /// PICKET-FORWARD and PICKET-INPUT and the hooks into them (the static table of hooks).
+    /// PICKET-FORWARD, PICKET-INPUT, PICKET-RECHECK and the hooks into them (the static table of hooks).
     func baseChains(_ family: IPAddress.Family) -> (chains: [Chain], hooks: [Hook]) {
         let egress = Names.isolatedSet(.egress, family)
         let ingress = Names.isolatedSet(.ingress, family)
@@ -166,22 +169,35 @@ private struct RulesetBuilder {
         let discovery: [[String]] = family == .v6
             ? ["133", "134", "135", "136"].map { ["-p", "ipv6-icmp", "-m", "icmp6", "--icmpv6-type", $0] }
             : []
+        // A flow whose conntrack entry carries the mark was admitted under rules that have
+        // since taken access away from one of its ends: its next packet in the original
+        // direction is judged like a new connection (dropped if no longer allowed, else the mark
+        // is cleared), before the ESTABLISHED shortcut. Replies pass until then.
+        let recheck = ["-m", "connmark", "--mark", mark, "-j", Names.recheckChain]
         let forward = Chain(name: Names.forwardChain, rules: [
+            recheck,
             ["-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"],
         ] + discovery.map { $0 + ["-j", "ACCEPT"] } + [
             ["-m", "set", "--match-set", egress, "src", "-j", Names.egressChain],
             ["-m", "set", "--match-set", ingress, "dst", "-j", Names.ingressChain],
         ])
         let input = Chain(name: Names.inputChain, rules: [
+            recheck,
             ["-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "RETURN"],
         ] + discovery.map { $0 + ["-j", "RETURN"] } + [
             ["-m", "set", "--match-set", egress, "src", "-j", Names.egressChain],
+        ])
+        let recheckChain = Chain(name: Names.recheckChain, rules: [
+            ["-m", "conntrack", "--ctdir", "REPLY", "-j", "RETURN"],
+            ["-m", "set", "--match-set", egress, "src", "-j", Names.egressChain],
+            ["-m", "set", "--match-set", ingress, "dst", "-j", Names.ingressChain],
+            ["-j", "CONNMARK", "--set-xmark", clearMark],
         ])
         let hooks = [
             Hook(builtin: "FORWARD", target: Names.forwardChain, comment: "picket: NetworkPolicy for pod traffic"),
             Hook(builtin: "INPUT", target: Names.inputChain, comment: "picket: NetworkPolicy egress from pods to this node"),
         ]
-        return ([forward, input], hooks)
+        return ([forward, input, recheckChain], hooks)
     }
 
     /// A group chain: each policy with rules in turn, RETURN as soon as one admits, else DROP.

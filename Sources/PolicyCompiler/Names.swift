@@ -25,6 +25,9 @@ public enum Names {
     public static let egressChain = "PICKET-EGRESS"
     /// Dispatches a packet to a local ingress-isolated pod to its group chain.
     public static let ingressChain = "PICKET-INGRESS"
+    /// Re-checks, at its next packet in the original direction, a flow whose access may have
+    /// been taken away (its conntrack entry carries the mark bit).
+    public static let recheckChain = "PICKET-RECHECK"
 
     /// The set of local pods isolated in `direction`, per family: the one lookup that decides
     /// whether a packet needs policy evaluation at all.

@@ -10,12 +10,16 @@ public struct Ruleset: Hashable, Sendable {
     public var ipv4: FilterTable
     /// The IPv6 filter table; nil when no pod in the cluster has an IPv6 address.
     public var ipv6: FilterTable?
+    /// The mark bit the rules use: on packets, "a rule admitted this packet"; on conntrack
+    /// entries, "re-check this flow at its next packet" (set by the executor on revocation).
+    public var markBit: UInt32
 
     /// Creates a ruleset.
-    public init(sets: [IPSet], ipv4: FilterTable, ipv6: FilterTable?) {
+    public init(sets: [IPSet], ipv4: FilterTable, ipv6: FilterTable?, markBit: UInt32 = CompileOptions().markBit) {
         self.sets = sets
         self.ipv4 = ipv4
         self.ipv6 = ipv6
+        self.markBit = markBit
     }
 
     /// The tables present, IPv4 first.

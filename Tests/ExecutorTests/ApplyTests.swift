@@ -65,7 +65,7 @@ struct ApplyTests {
             #expect(changes(report.setsUpdated) == ["\(peerSet) +1 -1"])
             #expect(report.description == "set updated: \(peerSet) (+1 -1)")
             // web no longer admits the old address: flows involving it are re-checked.
-            #expect(log.conntrackDeletes == [[IPAddress("10.244.2.5")!]])
+            #expect(log.conntrackRechecks == [[IPAddress("10.244.2.5")!]])
             try expectKernelHolds(after, in: namespace)
         }
     }
@@ -86,13 +86,13 @@ struct ApplyTests {
 
             // Joins its group before it is isolated; stops being isolated before it leaves the group.
             #expect(log.setRestores == [[
-                "add \(group) 10.244.1.9", "add \(isolated) 10.244.1.9",
-                "del \(isolated) 10.244.1.2", "del \(group) 10.244.1.2",
+                "add \(group) 10.244.1.9", "del \(isolated) 10.244.1.2",
+                "add \(isolated) 10.244.1.9", "del \(group) 10.244.1.2",
             ]])
             #expect(log.tableRestores.isEmpty, "\(log.tableRestores.map(\.text))")
             #expect(changes(report.setsUpdated) == ["\(group) +1 -1", "\(isolated) +1 -1"])
             #expect(report.setsCreated.isEmpty && report.setsDestroyed.isEmpty && report.chainsWritten.isEmpty)
-            #expect(log.conntrackDeletes == [[IPAddress("10.244.1.9")!]])
+            #expect(log.conntrackRechecks == [[IPAddress("10.244.1.9")!]])
             try expectKernelHolds(after, in: namespace)
         }
     }
@@ -129,7 +129,7 @@ struct ApplyTests {
             #expect(changes(added.setsUpdated) == ["\(Names.isolatedSet(.ingress, .v4)) +1 -0"])
             #expect(added.chainsWritten == [Names.ingressChain, groupChain, policyChain].sorted().map { "ipv4 \($0)" })
             #expect(added.chainsDeleted.isEmpty && added.hooksRepaired.isEmpty)
-            #expect(log.conntrackDeletes == [[IPAddress("10.244.1.3")!]], "api became isolated for ingress")
+            #expect(log.conntrackRechecks == [[IPAddress("10.244.1.3")!]], "api became isolated for ingress")
             try expectKernelHolds(withPolicy, in: namespace)
             let afterAdd = try namespace.table(.v4)
             for chain in untouched.picketChains.keys where chain != Names.ingressChain {
@@ -151,7 +151,7 @@ struct ApplyTests {
             #expect(removed.setsDestroyed == newSets)
             #expect(removed.chainsDeleted == [groupChain, policyChain].sorted().map { "ipv4 \($0)" })
             #expect(removed.chainsWritten == ["ipv4 \(Names.ingressChain)"])
-            #expect(log.conntrackDeletes.isEmpty, "no pod lost access by removing a policy: \(log.conntrackDeletes)")
+            #expect(log.conntrackRechecks.isEmpty, "no pod lost access by removing a policy: \(log.conntrackRechecks)")
             try expectKernelHolds(base, in: namespace)
             #expect(try namespace.table(.v4) == untouched)
         }

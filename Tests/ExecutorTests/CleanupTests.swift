@@ -87,7 +87,7 @@ struct CleanupTests {
             #expect(report.setsDestroyed == ruleset.sets.map(\.name))
             #expect(report.chainsDeleted.count == ruleset.ipv4.chains.count + ruleset.ipv6!.chains.count)
             #expect(report.setsCreated.isEmpty && report.setsUpdated.isEmpty && report.chainsWritten.isEmpty)
-            #expect(log.conntrackDeletes.isEmpty)
+            #expect(log.conntrackRechecks.isEmpty)
             #expect(executor.lastApplied == nil)
             #expect(try namespace.saveBoth() == tablesBefore)
             #expect(try namespace.setNames() == setsBefore)

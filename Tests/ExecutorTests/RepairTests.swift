@@ -225,7 +225,7 @@ struct InjectedFault: CustomTestStringConvertible, Sendable {
             if case .restoreSets(let lines) = call { lines.contains("add \(Names.isolatedSet(.ingress, .v4)) 10.244.1.3") } else { false }
         },
         InjectedFault(name: "conntrack deletion fails") { call in
-            if case .deleteConntrack = call { true } else { false }
+            if case .recheckConntrack = call { true } else { false }
         },
     ]
 }

@@ -344,14 +344,14 @@ enum KernelCall: Equatable, CustomStringConvertible {
     case saveTable(IPAddress.Family)
     case restoreSets([String])
     case restoreTable(IPAddress.Family, String)
-    case deleteConntrack(Set<IPAddress>)
+    case recheckConntrack(Set<IPAddress>)
 
     /// Whether the call can change the kernel (an empty `restoreSets` cannot).
     var isWrite: Bool {
         switch self {
         case .saveSets, .saveTable: false
         case .restoreSets(let lines): !lines.isEmpty
-        case .restoreTable, .deleteConntrack: true
+        case .restoreTable, .recheckConntrack: true
         }
     }
 
@@ -361,7 +361,7 @@ enum KernelCall: Equatable, CustomStringConvertible {
         case .saveTable(let family): "saveTable(\(family))"
         case .restoreSets(let lines): "restoreSets(\(lines))"
         case .restoreTable(let family, let text): "restoreTable(\(family), \(text))"
-        case .deleteConntrack(let addresses): "deleteConntrack(\(addresses.sorted()))"
+        case .recheckConntrack(let addresses): "recheckConntrack(\(addresses.sorted()))"
         }
     }
 }
@@ -392,9 +392,9 @@ final class KernelLog: @unchecked Sendable {
     var tableRestores: [(family: IPAddress.Family, text: String)] {
         calls.compactMap { if case .restoreTable(let family, let text) = $0 { (family, text) } else { nil } }
     }
-    /// The address sets of `deleteConntrack` calls.
-    var conntrackDeletes: [Set<IPAddress>] {
-        calls.compactMap { if case .deleteConntrack(let addresses) = $0 { addresses } else { nil } }
+    /// The address sets of `recheckConntrack` calls.
+    var conntrackRechecks: [Set<IPAddress>] {
+        calls.compactMap { if case .recheckConntrack(let addresses) = $0 { addresses } else { nil } }
     }
 }
 
@@ -435,9 +435,9 @@ struct CountingKernel: KernelAccess {
         try base.restoreTable(family, text)
     }
 
-    func deleteConntrack(_ addresses: Set<IPAddress>) throws(ApplyError) -> Int {
-        try record(.deleteConntrack(addresses))
-        return try base.deleteConntrack(addresses)
+    func recheckConntrack(_ addresses: Set<IPAddress>, mark: UInt32) throws(ApplyError) -> Int {
+        try record(.recheckConntrack(addresses))
+        return try base.recheckConntrack(addresses, mark: mark)
     }
 }
 

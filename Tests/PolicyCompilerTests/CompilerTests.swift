@@ -75,7 +75,7 @@ func makePolicy(_ namespace: String, _ name: String, _ tweak: (inout NetworkPoli
             policies: [makePolicy("x", "selects-b") { $0.podSelector = LabelSelector(matchLabels: ["app": "b"]) }])
         let onA = compile(snapshot, node: "node-a")
         let onB = compile(snapshot, node: "node-b")
-        #expect(onA.ipv4.chains.map(\.name) == ["PICKET-FORWARD", "PICKET-INPUT", "PICKET-INGRESS", "PICKET-EGRESS"])
+        #expect(onA.ipv4.chains.map(\.name) == ["PICKET-FORWARD", "PICKET-INPUT", "PICKET-RECHECK", "PICKET-INGRESS", "PICKET-EGRESS"])
         #expect(onA.sets.map(\.name) == ["picket-egress-v4", "picket-ingress-v4"])
         #expect(onA.memberCount == 0)
         #expect(onB.sets.first { $0.name == "picket-ingress-v4" }?.members.map(\.description) == ["10.244.2.2"])
@@ -98,7 +98,7 @@ func makePolicy(_ namespace: String, _ name: String, _ tweak: (inout NetworkPoli
             }
         }
         let forward = table.chains.first { $0.name == Names.forwardChain }!
-        #expect(forward.rules.map { $0.last! } == ["ACCEPT", Names.egressChain, Names.ingressChain])
+        #expect(forward.rules.map { $0.last! } == [Names.recheckChain, "ACCEPT", Names.egressChain, Names.ingressChain])
         // Dispatch chains goto the group chain, so its RETURN resumes PICKET-FORWARD.
         let egress = table.chains.first { $0.name == Names.egressChain }!
         #expect(egress.rules.contains { $0.contains("-g") })

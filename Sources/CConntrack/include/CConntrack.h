@@ -1,6 +1,7 @@
 #pragma once
-// Minimal shim over libnetfilter_conntrack for Picket: delete the conntrack entries of one
-// address family whose original or reply source or destination is in a sorted address list.
+// Minimal shim over libnetfilter_conntrack for Picket: delete, or set a mark bit on, the
+// conntrack entries of one address family whose original or reply source or destination is in
+// a sorted address list.
 //
 // libnetfilter_conntrack delivers dumped entries to a C callback that cannot capture Swift
 // state, so the dump-filter-delete loop lives here; choosing and sorting the addresses, and
@@ -38,3 +39,9 @@ typedef struct picket_ct_result {
 /// memcmp and without duplicates. Stops at the first failure other than ENOENT on a destroy.
 /// Returns 0 on success and -1 on failure; `result` is filled in both cases.
 int picket_ct_delete(int family, const uint8_t *addresses, size_t count, picket_ct_result *result);
+
+/// Like `picket_ct_delete`, but instead of destroying a matching entry sets its conntrack mark
+/// to `(old & ~mask) | (mark & mask)` (NFCT_Q_UPDATE naming the entry by its original tuple);
+/// entries already carrying the bits are left alone. `result.deleted` counts the entries
+/// changed. With `mask` 0 it destroys, as `picket_ct_delete`.
+int picket_ct_mark(int family, const uint8_t *addresses, size_t count, uint32_t mark, uint32_t mask, picket_ct_result *result);

@@ -1,0 +1,332 @@
+#!/usr/bin/env bash
+# Data-path benchmark: the performance test scheme of the seed (kube-router on TKE), on one node
+# built out of network namespaces.
+#
+#   8,000 nginx pods behind 1,000 services (+ the test group: a server and a client pod on
+#   bench-node), a policy selecting every pod with three ipBlock ingress rules (TCP 9090, 8080,
+#   80), and ApacheBench (new connection per request) from the client pod to the server pod:
+#   requests/s with Picket's rules (`picket apply`) against requests/s without (`picket cleanup`),
+#   and the same for a kube-router-like per-pod list of 8,002 entries (tested pods last).
+#
+# Usage: bash Benchmarks/dataplane/run.sh   (as root; ~5 minutes plus the release build)
+# Knobs (environment): ROUNDS (7), DURATION seconds per ab run (2), CONCURRENCY ("1 16"),
+#   VARIANTS ("ipblock podpeer"), PODS_PER_SERVICE (8; the seed's curve used 2, 6 and 8),
+#   CAL_ROUNDS (3; 0 skips the conntrack calibration), PIN_CPU (last CPU; "none" to not pin),
+#   PICKET (a picket binary to use instead of building one).
+#
+# Method. Conditions alternate within each round (order rotated every round) and each figure is
+# the median over the rounds: single runs on this machine vary by up to 12%. Before every ab run
+# conntrack is flushed in the node namespace. ab and nginx are pinned to one CPU (the whole
+# request path then runs on that CPU, which makes a run reproducible to a few percent instead of
+# bimodal). The node keeps a kube-proxy-like `-m conntrack --ctstate INVALID -j DROP` in FORWARD
+# in every condition, as a real node running kube-proxy does; the conntrack calibration shows
+# what conntrack itself costs compared with no netfilter rule at all.
+#
+# Everything lives in network namespaces named pkd-<pid>-*, a temp dir and one nginx process;
+# all of it is removed on exit (EXIT/INT/TERM).
+
+set -euo pipefail
+
+ROUNDS=${ROUNDS:-7}
+DURATION=${DURATION:-2}
+CONCURRENCY=${CONCURRENCY:-"1 16"}
+VARIANTS=${VARIANTS:-"ipblock podpeer"}
+PODS_PER_SERVICE=${PODS_PER_SERVICE:-8}
+CAL_ROUNDS=${CAL_ROUNDS:-3}
+PIN_CPU=${PIN_CPU:-$(( $(nproc) - 1 ))}
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+
+say() { printf '%s\n' "$*"; }
+die() { printf 'dataplane bench: error: %s\n' "$*" >&2; exit 1; }
+int_in() { [[ $1 =~ ^[0-9]+$ ]] && (( $1 >= $2 && $1 <= $3 )); }
+
+# ---- bounds and preconditions ---------------------------------------------------------------
+int_in "$ROUNDS" 1 15 || die "ROUNDS must be 1..15"
+int_in "$DURATION" 1 10 || die "DURATION must be 1..10 (whole seconds: ab -t)"
+int_in "$CAL_ROUNDS" 0 10 || die "CAL_ROUNDS must be 0..10"
+int_in "$PODS_PER_SERVICE" 1 20 || die "PODS_PER_SERVICE must be 1..20"
+set -f; conc_list=($CONCURRENCY); variant_list=($VARIANTS); set +f
+(( ${#conc_list[@]} >= 1 && ${#conc_list[@]} <= 4 )) || die "CONCURRENCY: 1 to 4 values"
+for c in "${conc_list[@]}"; do int_in "$c" 1 256 || die "concurrency $c not in 1..256"; done
+for v in "${variant_list[@]}"; do [[ $v == ipblock || $v == podpeer ]] || die "unknown variant $v (ipblock, podpeer)"; done
+if [[ $PIN_CPU != none ]]; then int_in "$PIN_CPU" 0 $(( $(nproc) - 1 )) || die "PIN_CPU must be a CPU number or none"; fi
+
+if [[ $(id -u) != 0 ]]; then
+    say "dataplane bench: SKIPPED: needs root (network namespaces, iptables, ipset)."
+    exit 0
+fi
+
+missing=()
+command -v nginx >/dev/null || missing+=(nginx-light)
+command -v ab >/dev/null || missing+=(apache2-utils)
+if (( ${#missing[@]} )); then
+    say "installing ${missing[*]} (apt-get install -y ${missing[*]}): the benchmark needs nginx and ab"
+    # Keep the package from starting the system nginx (it would listen on :80 of the host).
+    policy_rc=""
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+        policy_rc=/usr/sbin/policy-rc.d
+        printf '#!/bin/sh\nexit 101\n' >"$policy_rc" && chmod +x "$policy_rc"
+    fi
+    rc=0
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null; } || rc=$?
+    [[ -n $policy_rc ]] && rm -f "$policy_rc"
+    (( rc == 0 )) || die "apt-get install ${missing[*]} failed"
+fi
+for tool in ip iptables iptables-save iptables-restore ipset conntrack python3 taskset timeout nginx ab; do
+    command -v "$tool" >/dev/null || die "$tool not found (run 'make deps' as root)"
+done
+
+if [[ -z ${PICKET:-} ]]; then
+    say "building picket (release): swift build -c release --product picket"
+    (cd "$REPO" && swift build -c release --product picket 2>&1 | tail -1)
+    PICKET="$(cd "$REPO" && swift build -c release --show-bin-path)/picket"
+fi
+[[ -x $PICKET ]] || die "picket binary $PICKET not found"
+
+# ---- everything created from here on is removed by cleanup ---------------------------------
+PREFIX="pkd-$$-"
+NODE_NS="${PREFIX}node"; SRV_NS="${PREFIX}srv"; CLI_NS="${PREFIX}cli"
+CREATED_NS=()
+NGINX_PID=""
+TMP=""
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    if [[ -n $NGINX_PID ]] && kill -0 "$NGINX_PID" 2>/dev/null; then
+        kill "$NGINX_PID" 2>/dev/null || true
+        for _ in $(seq 30); do kill -0 "$NGINX_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$NGINX_PID" 2>/dev/null || true
+        wait "$NGINX_PID" 2>/dev/null || true
+    fi
+    for ns in "${CREATED_NS[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
+    [[ -n $TMP && -d $TMP ]] && rm -rf "$TMP"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+TMP=$(mktemp -d "/tmp/${PREFIX}XXXXXX")
+GEN="$TMP/manifests"
+START=$(date +%s)
+pin=(); [[ $PIN_CPU != none ]] && pin=(taskset -c "$PIN_CPU")
+on_node() { ip netns exec "$NODE_NS" "$@"; }
+
+say "# Picket data-path benchmark"
+say ""
+say "machine: $(nproc) CPUs, kernel $(uname -r), $(iptables --version), $(nginx -v 2>&1 | sed 's/.*: //'), $(ab -V | head -1 | sed 's/,.*//'), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+say "picket: $PICKET"
+
+# ---- 1. manifests ---------------------------------------------------------------------------
+python3 "$HERE/generate.py" --out "$GEN" --services 1000 --pods-per-service "$PODS_PER_SERVICE"
+# shellcheck disable=SC1091
+source "$GEN/topology.env"
+say "cluster: $INTERFERENCE_PODS pods in $SERVICES services of $PODS_PER_SERVICE (labels app=svc-N, role=nginx) + the test group (app=bench: bench-server $SERVER_IP, bench-client $CLIENT_IP) = $TOTAL_PODS pods in namespace default on $NODES nodes, 110 per node; $NODE_NAME holds $BENCH_NODE_PODS pods"
+say "policies: default/npd, the seed's: podSelector {}, Ingress from ipBlock 14.215.0.0/16 on TCP 9090, 8080, 80 (it would block the client, so each variant adds a policy allowing it):"
+say "  ipblock: + default/allow-bench-client: pods app=bench accept TCP 80 from podSelector bench-role=client (a 1-member pod peer set)"
+say "  podpeer: + default/allow-from-nginx-pods: every pod accepts TCP 80 from podSelector role=nginx, carried by all $TOTAL_PODS pods (a pod peer set of $TOTAL_PODS members)"
+say "per-pod list (kube-router-like): FORWARD -> KR-PODS, one '-d POD/32 -j KR-POD-n' per pod ($KR_LIST_LEN entries; bench-client second to last, bench-server last); each KR-POD-n: conntrack RELATED,ESTABLISHED accept, the 3 ipBlock rules, the variant's client rule (podpeer: -m set over the $TOTAL_PODS pods), DROP"
+
+# ---- 2. topology ----------------------------------------------------------------------------
+for ns in "$NODE_NS" "$SRV_NS" "$CLI_NS"; do
+    ip netns add "$ns"
+    CREATED_NS+=("$ns")
+    ip -n "$ns" link set lo up
+done
+ip -n "$NODE_NS" link add kube-bridge type bridge
+ip -n "$NODE_NS" addr add "$GATEWAY_IP/$PREFIX_LEN" dev kube-bridge
+ip -n "$NODE_NS" link set kube-bridge up
+for pod in srv cli; do
+    ns=$SRV_NS; addr=$SERVER_IP
+    [[ $pod == cli ]] && { ns=$CLI_NS; addr=$CLIENT_IP; }
+    ip -n "$NODE_NS" link add "veth-$pod" type veth peer name eth0 netns "$ns"
+    ip -n "$NODE_NS" link set "veth-$pod" master kube-bridge
+    ip -n "$NODE_NS" link set "veth-$pod" up
+    ip -n "$ns" addr add "$addr/$PREFIX_LEN" dev eth0
+    ip -n "$ns" link set eth0 up
+    ip -n "$ns" route add default via "$GATEWAY_IP"
+done
+if ! on_node test -e /proc/sys/net/bridge/bridge-nf-call-iptables; then
+    say "loading br_netfilter (modprobe br_netfilter)"
+    modprobe br_netfilter || die "cannot load br_netfilter: bridged pod traffic would bypass iptables"
+fi
+on_node sysctl -qw net.bridge.bridge-nf-call-iptables=1 net.ipv4.ip_forward=1
+ip netns exec "$CLI_NS" sysctl -qw net.ipv4.ip_local_port_range="1024 65535"
+# The baseline rule every condition keeps (kube-proxy installs the same); it also loads conntrack.
+BASE_RULE=(FORWARD -m conntrack --ctstate INVALID -m comment --comment "kube-proxy-like baseline" -j DROP)
+on_node iptables -A "${BASE_RULE[@]}"
+# The conntrack table is one for the whole machine (nf_conntrack_max, shared by every namespace):
+# tens of thousands of connections/s kept 120 s in TIME_WAIT would fill it within seconds and drop
+# SYNs, here and in other namespaces. Short timeouts in this node namespace only, plus flushes.
+on_node sysctl -qw net.netfilter.nf_conntrack_tcp_timeout_time_wait=1 net.netfilter.nf_conntrack_tcp_timeout_close=1 \
+    net.netfilter.nf_conntrack_tcp_timeout_fin_wait=1 net.netfilter.nf_conntrack_tcp_timeout_last_ack=1 \
+    net.netfilter.nf_conntrack_tcp_timeout_close_wait=1
+say "topology: namespaces $NODE_NS (bridge kube-bridge $GATEWAY_IP/$PREFIX_LEN, br_netfilter on), $SRV_NS ($SERVER_IP), $CLI_NS ($CLIENT_IP); ab and nginx pinned to CPU $PIN_CPU"
+
+# ---- 3. nginx -------------------------------------------------------------------------------
+mkdir -p "$TMP/nginx"
+cat >"$TMP/nginx/nginx.conf" <<EOF
+master_process off;
+daemon off;
+worker_processes 1;
+user root;
+pid $TMP/nginx/nginx.pid;
+error_log $TMP/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_timeout 0;
+    client_body_temp_path $TMP/nginx/body;
+    proxy_temp_path $TMP/nginx/proxy;
+    fastcgi_temp_path $TMP/nginx/fastcgi;
+    uwsgi_temp_path $TMP/nginx/uwsgi;
+    scgi_temp_path $TMP/nginx/scgi;
+    server {
+        listen $SERVER_IP:80 backlog=4096;
+        listen $SERVER_IP:8081 backlog=4096;   # a port no policy opens: the deny probe
+        location / { return 200 "ok\n"; }
+    }
+}
+EOF
+ip netns exec "$SRV_NS" "${pin[@]}" nginx -e "$TMP/nginx/error.log" -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" \
+    >"$TMP/nginx/stdout.log" 2>&1 &
+NGINX_PID=$!
+
+# connects PORT: the client opens a TCP connection to the server (3 s at most).
+connects() { ip netns exec "$CLI_NS" timeout 3 bash -c "exec 3<>/dev/tcp/$SERVER_IP/$1" 2>/dev/null; }
+for _ in $(seq 50); do connects 80 && break; kill -0 "$NGINX_PID" 2>/dev/null || break; sleep 0.1; done
+if ! connects 80 || ! connects 8081; then
+    cat "$TMP/nginx/stdout.log" "$TMP/nginx/error.log" 2>/dev/null || true
+    die "nginx in $SRV_NS is not reachable from the client without rules"
+fi
+say "nginx: pid $NGINX_PID, $SERVER_IP:80 and :8081 reachable from the client without rules"
+
+# ---- 4. measurement -------------------------------------------------------------------------
+RESULTS="$TMP/results.tsv"; : >"$RESULTS"
+TIMES="$TMP/times.tsv"; : >"$TIMES"
+PICKET_ON=0; LIST_ON=0
+
+count() { grep -Ec "$@" || true; }
+elapsed_since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }'; }
+
+picket_apply() {
+    local t0; t0=$(date +%s.%N)
+    if ! timeout 300 ip netns exec "$NODE_NS" "$PICKET" apply --node "$NODE_NAME" --from "$GEN/cluster" --from "$GEN/$1" \
+        >"$TMP/apply.log" 2>&1; then
+        say "PROBLEM: picket apply failed (variant $1):"; sed 's/^/    /' "$TMP/apply.log"
+        exit 1
+    fi
+    printf 'apply\t%s\n' "$(elapsed_since "$t0")" >>"$TIMES"
+}
+picket_cleanup() {
+    local t0; t0=$(date +%s.%N)
+    if ! timeout 120 ip netns exec "$NODE_NS" "$PICKET" cleanup >"$TMP/cleanup.log" 2>&1; then
+        say "PROBLEM: picket cleanup failed:"; sed 's/^/    /' "$TMP/cleanup.log"
+        exit 1
+    fi
+    printf 'cleanup\t%s\n' "$(elapsed_since "$t0")" >>"$TIMES"
+}
+# set_condition none|picket|list VARIANT
+set_condition() {
+    if [[ $1 != list && $LIST_ON == 1 ]]; then on_node iptables -D FORWARD -j KR-PODS; LIST_ON=0; fi
+    if [[ $1 != picket && $PICKET_ON == 1 ]]; then picket_cleanup; PICKET_ON=0; fi
+    case $1 in
+        picket) if [[ $PICKET_ON == 0 ]]; then picket_apply "$2"; PICKET_ON=1; fi ;;
+        list) if [[ $LIST_ON == 0 ]]; then on_node iptables -I FORWARD 1 -j KR-PODS; LIST_ON=1; fi ;;
+    esac
+}
+# measure VARIANT CONDITION ROUND: one ab run per concurrency, appended to RESULTS; the figures
+# are appended to LINE for the progress line.
+measure() {
+    local c out qps failed
+    LINE+=" | $2"
+    for c in "${conc_list[@]}"; do
+        on_node conntrack -F >/dev/null 2>&1 || true
+        out=$(timeout $(( DURATION + 30 )) ip netns exec "$CLI_NS" "${pin[@]}" \
+            ab -q -r -s 5 -t "$DURATION" -n 10000000 -c "$c" "http://$SERVER_IP/" 2>&1) || true
+        qps=$(awk '/^Requests per second/ { print $4 }' <<<"$out")
+        failed=$(awk '/^Failed requests/ { print $3 }' <<<"$out")
+        if [[ -z $qps ]]; then
+            say "PROBLEM: ab failed ($1, $2, c=$c):"; tail -5 <<<"$out" | sed 's/^/    /'
+            exit 1
+        fi
+        printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$c" "$3" "$qps" "${failed:-0}" >>"$RESULTS"
+        LINE+=" c$c=${qps%.*}"
+    done
+}
+# expect CONDITION: the client reaches :80 and, with rules, not :8081 (proof the rules are on the path).
+expect_enforced() {
+    on_node conntrack -F >/dev/null 2>&1 || true
+    connects 80 || { say "PROBLEM: with $1 the client cannot reach the server on TCP 80, which a policy allows"; exit 1; }
+    if connects 8081; then say "PROBLEM: with $1 the client reaches the server on TCP 8081, which no policy allows"; exit 1; fi
+}
+
+if (( CAL_ROUNDS > 0 )); then
+    say ""
+    say "## Calibration: conntrack alone ($CAL_ROUNDS rounds x ${DURATION}s per concurrency)"
+    for r in $(seq "$CAL_ROUNDS"); do
+        LINE="round $r/$CAL_ROUNDS:"
+        conds=(bare ct); (( r % 2 == 0 )) && conds=(ct bare)
+        for cond in "${conds[@]}"; do
+            if [[ $cond == bare ]]; then on_node iptables -D "${BASE_RULE[@]}"; fi
+            measure calibration "$cond" "$r"
+            if [[ $cond == bare ]]; then on_node iptables -A "${BASE_RULE[@]}"; fi
+        done
+        say "$LINE"
+    done
+fi
+
+declare -A COUNTS
+for variant in "${variant_list[@]}"; do
+    say ""
+    say "## Variant $variant ($ROUNDS rounds x 3 conditions x ${DURATION}s per concurrency)"
+    # The per-pod list, loaded once and not hooked: unreferenced chains cost no packet anything.
+    t0=$(date +%s.%N)
+    if [[ $variant == podpeer ]]; then on_node ipset restore -file "$GEN/kr-podpeer.ipset"; fi
+    on_node iptables-restore --noflush "$GEN/kr-$variant.iptables"
+    kr_load=$(elapsed_since "$t0")
+    kr_rules=$(on_node iptables-save -t filter | count '^-A KR-')
+    kr_members=0
+    if [[ $variant == podpeer ]]; then kr_members=$(on_node ipset save kr-nginx | count '^add '); fi
+
+    set_condition picket "$variant"
+    saved=$(on_node iptables-save -t filter)
+    COUNTS[$variant]="Picket: $(count '^-A PICKET-' <<<"$saved") rules in $(count '^:PICKET-' <<<"$saved") chains + $(count '^-A (FORWARD|INPUT) .*-j PICKET-' <<<"$saved") hooks, $(on_node ipset list -n | count '^picket-') sets with $(on_node ipset save | count '^add picket-') members (apply output: $(count '^set created' "$TMP/apply.log") sets created, $(count '^chain written' "$TMP/apply.log") chains written); per-pod list: $kr_rules rules, $kr_members set members (iptables-restore load ${kr_load}s)"
+    say "applied: ${COUNTS[$variant]}"
+    sed -n 's/^set created: /    set /p' "$TMP/apply.log"
+    expect_enforced "Picket ($variant)"
+    set_condition list "$variant"; expect_enforced "the per-pod list ($variant)"
+    set_condition none "$variant"
+    on_node conntrack -F >/dev/null 2>&1 || true
+    connects 8081 || { say "PROBLEM: without rules the client cannot reach :8081 ($variant)"; exit 1; }
+    say "checks: client -> server TCP 80 allowed and TCP 8081 denied under Picket and under the list; both allowed without rules"
+
+    conditions=(none picket list)
+    for r in $(seq "$ROUNDS"); do
+        LINE="round $r/$ROUNDS:"
+        for i in 0 1 2; do
+            cond=${conditions[$(( (i + r - 1) % 3 ))]}
+            set_condition "$cond" "$variant"
+            measure "$variant" "$cond" "$r"
+        done
+        say "$LINE"
+    done
+    set_condition none "$variant"
+    # Remove the list: flush and delete every chain (this namespace is ours), keep the baseline.
+    on_node iptables -F; on_node iptables -X
+    on_node iptables -A "${BASE_RULE[@]}"
+    if [[ $variant == podpeer ]]; then on_node ipset destroy kr-nginx; fi
+    leftover=$(on_node ipset list -n | count .)
+    (( leftover == 0 )) || say "PROBLEM: $leftover ipsets left after picket cleanup: $(on_node ipset list -n | tr '\n' ' ')"
+done
+
+# ---- 5. report ------------------------------------------------------------------------------
+say ""
+say "## Results"
+say ""
+say "Setup: $INTERFERENCE_PODS pods / $SERVICES services + test group, policy selecting every pod; ab -c C -t ${DURATION} (no -k) client pod -> server pod on $NODE_NAME (bridged, FORWARD once); medians of $ROUNDS alternating rounds; baseline 'without' = no policy rules (conntrack on, as on any kube-proxy node)."
+for variant in "${variant_list[@]}"; do say "- $variant: ${COUNTS[$variant]}"; done
+python3 "$HERE/report.py" "$RESULTS" "$INTERFERENCE_PODS" "$SERVICES" "$TIMES"
+say ""
+say "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg); total $(( $(date +%s) - START ))s (without the build)"
