@@ -128,3 +128,33 @@ struct ConntrackUnitTests {
             + "(errno 1); 3 entries deleted before the failure; run with CAP_NET_ADMIN in the node's network namespace")
     }
 }
+
+/// Marking instead of deleting: the entries stay, with the bit set, and only theirs.
+@Suite("Conntrack.markEntries")
+struct MarkTests {
+    @Test("Sets the bit on the entries of the addresses (both families), leaves the others unmarked and every entry in place")
+    func marksEntries() throws {
+        guard runningAsRoot("marksEntries") else { return }
+        let network = try ScratchNetwork()
+        defer { network.remove() }
+        try network.populate()
+        let chosen = addresses("10.99.0.1", "fd99::1")
+        let bit: UInt32 = 0x0080_0000
+        let before = try network.conntrackEntries()
+        let involved = Set(before.filter { entry in chosen.contains { entry.involves($0.description) } }.map(\.key))
+        #expect(!involved.isEmpty)
+
+        let count = try onThread(inNetworkNamespace: network.server) { try Conntrack.markEntries(involving: chosen, mark: bit, mask: bit) }
+        #expect(count == involved.count)
+        let after = try network.conntrackEntries()
+        #expect(Set(after.map(\.key)) == Set(before.map(\.key)), "no entry is deleted")
+        for entry in after {
+            #expect((entry.mark & bit != 0) == involved.contains(entry.key), "\(entry) mark \(entry.mark)")
+        }
+        // Already marked: nothing changes. Clearing the bit (mark 0 under the mask) unmarks.
+        #expect(try onThread(inNetworkNamespace: network.server) { try Conntrack.markEntries(involving: chosen, mark: bit, mask: bit) } == 0)
+        let cleared = try onThread(inNetworkNamespace: network.server) { try Conntrack.markEntries(involving: chosen, mark: 0, mask: bit) }
+        #expect(cleared == involved.count)
+        #expect(try network.conntrackEntries().allSatisfy { $0.mark & bit == 0 })
+    }
+}

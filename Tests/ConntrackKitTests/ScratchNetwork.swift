@@ -195,6 +195,8 @@ struct ConntrackEntry: Hashable, CustomStringConvertible {
     let key: String
     /// Every address in the original and reply tuples.
     let addresses: Set<String>
+    /// The entry's conntrack mark.
+    let mark: UInt32
 
     /// Parses a line such as `udp 17 599 src=10.99.0.1 dst=10.99.0.2 sport=40000 dport=7001
     /// [UNREPLIED] src=10.99.0.2 dst=10.99.0.1 sport=7001 dport=40000 mark=0 use=1`.
@@ -212,6 +214,8 @@ struct ConntrackEntry: Hashable, CustomStringConvertible {
         }
         key = ([words.first ?? "?"] + tuple).joined(separator: " ")
         self.addresses = addresses
+        let markWord = words.first { $0.hasPrefix("mark=") }?.dropFirst(5)
+        mark = markWord.flatMap { UInt32($0) } ?? 0
     }
 
     /// Whether `address` is a source or destination of either tuple.
