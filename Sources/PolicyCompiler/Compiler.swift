@@ -229,7 +229,9 @@ private struct RulesetBuilder {
             let needsPeers = !numeric.isEmpty || (direction == .ingress && !named.isEmpty)
 
             // "If this field is empty or missing, this rule matches all sources" (destinations).
-            var peerMatches: [[String]] = []
+            // Each peer match: an address part (`-s`/`-d`, which iptables-save prints first) and
+            // a set part (after the ports).
+            var peerMatches: [(address: [String], set: [String])] = []
             if let peers = rule.peers {
                 let selectorPeers = peers.filter { if case .pods = $0 { true } else { false } }
                 if needsPeers && !selectorPeers.isEmpty {
@@ -242,22 +244,28 @@ private struct RulesetBuilder {
                         }
                         return members
                     }
-                    peerMatches.append(["-m", "set", "--match-set", name, remote])
+                    peerMatches.append(([], ["-m", "set", "--match-set", name, remote]))
                 }
                 for peer in peers where needsPeers {
                     guard case .block(let cidr, let except) = peer, cidr.family == family else { continue }
+                    if except.isEmpty {
+                        // A plain block is a native address match, cheaper than a set lookup; a
+                        // block of every address needs no match at all.
+                        peerMatches.append((cidr.prefix == 0 ? [] : [remote == "src" ? "-s" : "-d", "\(cidr)"], []))
+                        continue
+                    }
                     let definition = describe([peer], in: policy.key.namespace)
                     let name = Names.definedSet(.block, definition: definition, family)
                     addSet(name, .hashNet, family, purpose: definition) { blockMembers(cidr, except) }
-                    peerMatches.append(["-m", "set", "--match-set", name, remote])
+                    peerMatches.append(([], ["-m", "set", "--match-set", name, remote]))
                 }
             } else {
-                peerMatches = [[]]
+                peerMatches = [([], [])]
             }
 
             var lines: [[String]] = []
             for ports in numeric {
-                for peer in peerMatches { lines.append(ports + peer) }
+                for peer in peerMatches { lines.append(peer.address + ports + peer.set) }
             }
             if !named.isEmpty && (direction == .egress || !peerMatches.isEmpty) {
                 // "If the port is a named port, it is resolved against the destination pod":
@@ -285,7 +293,7 @@ private struct RulesetBuilder {
                 }
                 let match = ["-m", "set", "--match-set", name, "dst,dst"]
                 if direction == .ingress {
-                    for peer in peerMatches { lines.append(match + peer) }
+                    for peer in peerMatches { lines.append(peer.address + match + peer.set) }
                 } else {
                     // The pair set holds only peer pods' pairs: one lookup decides.
                     lines.append(match)

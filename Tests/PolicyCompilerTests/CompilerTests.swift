@@ -119,19 +119,24 @@ func makePolicy(_ namespace: String, _ name: String, _ tweak: (inout NetworkPoli
         #expect(ruleset.sets.filter { $0.family == .v6 }.allSatisfy { !$0.name.hasPrefix("picket-net-") })
     }
 
-    @Test("0.0.0.0/0 and ::/0 become two halves, except entries nomatch holes")
+    @Test("0.0.0.0/0 with except becomes two halves with nomatch holes; plain blocks are native matches, ::/0 none")
     func allAddresses() {
         let snapshot = ClusterSnapshot(
             pods: [makePod("x", "a", ip: "10.244.1.2") { $0.ips.append(IPAddress("fd00::2")!) }],
             policies: [makePolicy("x", "p") { spec in
                 spec.egress = [.init(peers: [
                     .init(ipBlock: .init(cidr: "0.0.0.0/0", except: ["10.0.0.0/8"])), .init(ipBlock: .init(cidr: "::/0")),
+                    .init(ipBlock: .init(cidr: "192.0.2.0/24")),
                 ])]
             }])
-        let sets = compile(snapshot, node: "node-a").sets.filter { $0.name.hasPrefix("picket-net-") }
-        #expect(sets.map { $0.members.map(\.description) }.sorted { $0.count < $1.count } == [
-            ["::/1", "8000::/1"], ["0.0.0.0/1", "10.0.0.0/8 nomatch", "128.0.0.0/1"],
-        ])
+        let ruleset = compile(snapshot, node: "node-a")
+        let sets = ruleset.sets.filter { $0.name.hasPrefix("picket-net-") }
+        #expect(sets.map { $0.members.map(\.description) } == [["0.0.0.0/1", "10.0.0.0/8 nomatch", "128.0.0.0/1"]])
+        let v4 = ruleset.ipv4.chains.first { $0.name.hasPrefix("PICKET-POE-") }!.rules
+        #expect(v4.count == 2)
+        #expect(v4[0].contains("--match-set") && v4[1].starts(with: ["-d", "192.0.2.0/24"]))
+        let v6 = ruleset.ipv6!.chains.first { $0.name.hasPrefix("PICKET-POE-") }!.rules
+        #expect(v6.count == 1 && v6[0].starts(with: ["-m", "comment"]), "::/0 admits every IPv6 destination: \(v6)")
     }
 
     @Test("pods selected by the same policies share one group; others get their own")
