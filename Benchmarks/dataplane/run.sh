@@ -66,11 +66,12 @@ if (( ${#missing[@]} )); then
     policy_rc=""
     if [[ ! -e /usr/sbin/policy-rc.d ]]; then
         policy_rc=/usr/sbin/policy-rc.d
+        trap 'rm -f "$policy_rc"' EXIT
         printf '#!/bin/sh\nexit 101\n' >"$policy_rc" && chmod +x "$policy_rc"
     fi
     rc=0
     { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null; } || rc=$?
-    [[ -n $policy_rc ]] && rm -f "$policy_rc"
+    if [[ -n $policy_rc ]]; then rm -f "$policy_rc"; trap - EXIT; fi
     (( rc == 0 )) || die "apt-get install ${missing[*]} failed"
 fi
 for tool in ip iptables iptables-save iptables-restore ipset conntrack python3 taskset timeout nginx ab; do
@@ -79,7 +80,11 @@ done
 
 if [[ -z ${PICKET:-} ]]; then
     say "building picket (release): swift build -c release --product picket"
-    (cd "$REPO" && swift build -c release --product picket 2>&1 | tail -1)
+    build_log=$(mktemp)
+    if ! (cd "$REPO" && swift build -c release --product picket) >"$build_log" 2>&1; then
+        tail -30 "$build_log"; rm -f "$build_log"; die "swift build failed"
+    fi
+    tail -1 "$build_log"; rm -f "$build_log"
     PICKET="$(cd "$REPO" && swift build -c release --show-bin-path)/picket"
 fi
 [[ -x $PICKET ]] || die "picket binary $PICKET not found"
@@ -112,26 +117,30 @@ GEN="$TMP/manifests"
 START=$(date +%s)
 pin=(); [[ $PIN_CPU != none ]] && pin=(taskset -c "$PIN_CPU")
 on_node() { ip netns exec "$NODE_NS" "$@"; }
+commas() { sed ':a;s/\B[0-9]\{3\}\>/,&/;ta' <<<"$1"; }
 
 say "# Picket data-path benchmark"
 say ""
-say "machine: $(nproc) CPUs, kernel $(uname -r), $(iptables --version), $(nginx -v 2>&1 | sed 's/.*: //'), $(ab -V | head -1 | sed 's/,.*//'), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+say "machine: $(nproc) CPUs, kernel $(uname -r), $(iptables --version), $(nginx -v 2>&1 | sed 's/.*: //'), $(ab -V 2>/dev/null | sed -n 's/^This is ApacheBench, Version \([^ ]*\).*/ab \1/p'), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 say "picket: $PICKET"
+if awk -v l="$(cut -d' ' -f1 /proc/loadavg)" -v n="$(nproc)" 'BEGIN { exit !(l > n / 2) }'; then
+    say "WARNING: the machine is busy (load average $(cut -d' ' -f1 /proc/loadavg) on $(nproc) CPUs): expect noisy figures; read the paired and best-round columns."
+fi
 
 # ---- 1. manifests ---------------------------------------------------------------------------
 python3 "$HERE/generate.py" --out "$GEN" --services 1000 --pods-per-service "$PODS_PER_SERVICE"
 # shellcheck disable=SC1091
 source "$GEN/topology.env"
-say "cluster: $INTERFERENCE_PODS pods in $SERVICES services of $PODS_PER_SERVICE (labels app=svc-N, role=nginx) + the test group (app=bench: bench-server $SERVER_IP, bench-client $CLIENT_IP) = $TOTAL_PODS pods in namespace default on $NODES nodes, 110 per node; $NODE_NAME holds $BENCH_NODE_PODS pods"
+say "cluster: $(commas "$INTERFERENCE_PODS") pods in $(commas "$SERVICES") services of $PODS_PER_SERVICE (labels app=svc-N, role=nginx) + the test group (app=bench: bench-server $SERVER_IP, bench-client $CLIENT_IP) = $(commas "$TOTAL_PODS") pods in namespace default on $NODES nodes, 110 per node; $NODE_NAME holds $BENCH_NODE_PODS pods"
 say "policies: default/npd, the seed's: podSelector {}, Ingress from ipBlock 14.215.0.0/16 on TCP 9090, 8080, 80 (it would block the client, so each variant adds a policy allowing it):"
 say "  ipblock: + default/allow-bench-client: pods app=bench accept TCP 80 from podSelector bench-role=client (a 1-member pod peer set)"
-say "  podpeer: + default/allow-from-nginx-pods: every pod accepts TCP 80 from podSelector role=nginx, carried by all $TOTAL_PODS pods (a pod peer set of $TOTAL_PODS members)"
-say "per-pod list (kube-router-like): FORWARD -> KR-PODS, one '-d POD/32 -j KR-POD-n' per pod ($KR_LIST_LEN entries; bench-client second to last, bench-server last); each KR-POD-n: conntrack RELATED,ESTABLISHED accept, the 3 ipBlock rules, the variant's client rule (podpeer: -m set over the $TOTAL_PODS pods), DROP"
+say "  podpeer: + default/allow-from-nginx-pods: every pod accepts TCP 80 from podSelector role=nginx, carried by all $(commas "$TOTAL_PODS") pods (a pod peer set of $(commas "$TOTAL_PODS") members)"
+say "per-pod list (kube-router-like): FORWARD -> KR-PODS, one '-d POD/32 -j KR-POD-n' per pod ($(commas "$KR_LIST_LEN") entries; bench-client second to last, bench-server last); each KR-POD-n: conntrack RELATED,ESTABLISHED accept, the 3 ipBlock rules, the variant's client rule (podpeer: -m set over the $(commas "$TOTAL_PODS") pods), DROP"
 
 # ---- 2. topology ----------------------------------------------------------------------------
 for ns in "$NODE_NS" "$SRV_NS" "$CLI_NS"; do
-    ip netns add "$ns"
     CREATED_NS+=("$ns")
+    ip netns add "$ns"
     ip -n "$ns" link set lo up
 done
 ip -n "$NODE_NS" link add kube-bridge type bridge
@@ -292,7 +301,7 @@ for variant in "${variant_list[@]}"; do
 
     set_condition picket "$variant"
     saved=$(on_node iptables-save -t filter)
-    COUNTS[$variant]="Picket: $(count '^-A PICKET-' <<<"$saved") rules in $(count '^:PICKET-' <<<"$saved") chains + $(count '^-A (FORWARD|INPUT) .*-j PICKET-' <<<"$saved") hooks, $(on_node ipset list -n | count '^picket-') sets with $(on_node ipset save | count '^add picket-') members (apply output: $(count '^set created' "$TMP/apply.log") sets created, $(count '^chain written' "$TMP/apply.log") chains written); per-pod list: $kr_rules rules, $kr_members set members (iptables-restore load ${kr_load}s)"
+    COUNTS[$variant]="Picket: $(count '^-A PICKET-' <<<"$saved") rules in $(count '^:PICKET-' <<<"$saved") chains + $(count '^-A (FORWARD|INPUT) .*-j PICKET-' <<<"$saved") hooks, $(on_node ipset list -n | count '^picket-') sets with $(commas "$(on_node ipset save | count '^add picket-')") members (apply output: $(count '^set created' "$TMP/apply.log") sets created, $(count '^chain written' "$TMP/apply.log") chains written); per-pod list: $(commas "$kr_rules") rules, $(commas "$kr_members") set members (iptables-restore load ${kr_load}s)"
     say "applied: ${COUNTS[$variant]}"
     sed -n 's/^set created: /    set /p' "$TMP/apply.log"
     expect_enforced "Picket ($variant)"
@@ -325,7 +334,7 @@ done
 say ""
 say "## Results"
 say ""
-say "Setup: $INTERFERENCE_PODS pods / $SERVICES services + test group, policy selecting every pod; ab -c C -t ${DURATION} (no -k) client pod -> server pod on $NODE_NAME (bridged, FORWARD once); medians of $ROUNDS alternating rounds; baseline 'without' = no policy rules (conntrack on, as on any kube-proxy node)."
+say "Setup: $(commas "$INTERFERENCE_PODS") pods / $(commas "$SERVICES") services + test group, policy selecting every pod; ab -c C -t ${DURATION} (no -k) client pod -> server pod on $NODE_NAME (bridged, FORWARD once); medians of $ROUNDS alternating rounds; baseline 'without' = no policy rules (conntrack on, as on any kube-proxy node)."
 for variant in "${variant_list[@]}"; do say "- $variant: ${COUNTS[$variant]}"; done
 python3 "$HERE/report.py" "$RESULTS" "$INTERFERENCE_PODS" "$SERVICES" "$TIMES"
 say ""
