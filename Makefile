@@ -6,7 +6,7 @@ DEBIAN_DEPS  := iptables ipset libipset-dev libnetfilter-conntrack-dev libcurl4-
 NODE         ?= node-a
 DEMO         ?= Fixtures/demo/input
 
-.PHONY: all deps build run test golden bench clean
+.PHONY: all deps build run test fuzz golden bench clean
 
 all: build
 
@@ -37,6 +37,13 @@ test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --skip KernelTests
 	$(SWIFT) test --skip-build --filter KernelTests
+
+# Many more random clusters and policies, each checked kernel vs evaluator (root). A failing
+# case prints PICKET_FUZZ_SEED=... to replay it; FUZZ_SEED picks a new series.
+FUZZ_CASES ?= 200
+fuzz: deps
+	$(SWIFT) build --build-tests
+	PICKET_FUZZ_CASES=$(FUZZ_CASES) $(if $(FUZZ_SEED),PICKET_FUZZ_SEED=$(FUZZ_SEED)) $(SWIFT) test --skip-build --filter FuzzTests
 
 # Re-record every golden file from the current compiler, then check them.
 golden: deps

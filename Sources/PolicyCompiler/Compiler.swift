@@ -287,7 +287,7 @@ private struct RulesetBuilder {
                     if direction == .ingress {
                         for pod in localSelected(policy) { add(pod) }
                     } else {
-                        for i in egressDestinations(policy, rule) { add(snapshot.endpoints[i]) }
+                        for i in egressDestinations(policy, rule, family) { add(snapshot.endpoints[i]) }
                     }
                     return members
                 }
@@ -350,19 +350,21 @@ private struct RulesetBuilder {
         local.filter { $0.key.namespace == policy.key.namespace && policy.podSelector.matches($0.labels) }
     }
 
-    /// Indexes into `snapshot.endpoints` of the endpoints an egress rule's peers cover, ascending:
-    /// every endpoint when the rule has no `to`, else those named by selectors plus those whose
-    /// address lies in an ipBlock.
-    func egressDestinations(_ policy: Policy, _ rule: Policy.Rule) -> [Int] {
+    /// Indexes into `snapshot.endpoints` of the endpoints an egress rule's peers cover in one
+    /// family, ascending: every endpoint when the rule has no `to`, else those named by selectors
+    /// plus those whose address of that family lies in an ipBlock.
+    func egressDestinations(_ policy: Policy, _ rule: Policy.Rule, _ family: IPAddress.Family) -> [Int] {
         guard let peers = rule.peers else { return Array(snapshot.endpoints.indices) }
         var result = podPeers(policy, peers)
         let blocks: [(CIDR, [CIDR])] = peers.compactMap { if case .block(let c, let e) = $0 { (c, e) } else { nil } }
         guard !blocks.isEmpty else { return result }
         var named = [Bool](repeating: false, count: snapshot.endpoints.count)
         for i in result { named[i] = true }
+        // An ipBlock names addresses, not pods: a dual-stack pod is a destination in a family
+        // only when its address of that family is in the block.
         for i in snapshot.endpoints.indices where !named[i] {
             let inBlock = snapshot.endpoints[i].ips.contains { ip in
-                blocks.contains { cidr, except in cidr.contains(ip) && !except.contains { $0.contains(ip) } }
+                ip.family == family && blocks.contains { cidr, except in cidr.contains(ip) && !except.contains { $0.contains(ip) } }
             }
             if inBlock { result.append(i) }
         }

@@ -78,21 +78,24 @@ enum Command {
         }
         // Both pipes are drained while the command runs so that a chatty tool never blocks, on
         // threads of their own: the dispatch pool has two threads here, and Foundation needs one
-        // to notice that the command ended.
+        // to notice that the command ended. Reads and writes are plain POSIX calls retried on
+        // EINTR: Foundation's readDataToEndOfFile traps when a signal (SIGCHLD, with many
+        // commands running at once) interrupts its read.
         let collected = Collected()
         let readers = DispatchGroup()
         for (pipe, isError) in [(stdout, false), (stderr, true)] {
             detach(readers) {
-                let data = pipe.fileHandleForReading.readDataToEndOfFile()
-                collected.store(data, isError: isError)
+                collected.store(readToEnd(pipe.fileHandleForReading.fileDescriptor), isError: isError)
             }
         }
         detach(readers) {
+            if let input { writeAll(Array(input.utf8), to: stdin.fileHandleForWriting.fileDescriptor) }
+            // An error here means the tool exited without reading all of its input; its exit
+            // status says why.
             do {
-                if let input { try stdin.fileHandleForWriting.write(contentsOf: Data(input.utf8)) }
                 try stdin.fileHandleForWriting.close()
             } catch {
-                // The tool exited without reading all of its input; its exit status says why.
+                // Already closed by the failed write's peer: nothing left to release.
             }
         }
         if finished.wait(timeout: .now() + timeout) == .timedOut {
@@ -127,6 +130,36 @@ enum Command {
             lock.withLock {
                 CommandOutput(stdout: String(decoding: stdout, as: UTF8.self), stderr: String(decoding: stderr, as: UTF8.self))
             }
+        }
+    }
+}
+
+/// Everything readable from `fd` until end of file, retrying reads a signal interrupted.
+private func readToEnd(_ fd: Int32) -> Data {
+    var data = Data()
+    var buffer = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n > 0 {
+            data.append(contentsOf: buffer[0..<n])
+        } else if n == 0 || errno != EINTR {
+            return data
+        }
+    }
+}
+
+/// Writes all of `bytes` to `fd`, retrying writes a signal interrupted; stops at the first other
+/// error (the reader is gone).
+private func writeAll(_ bytes: [UInt8], to fd: Int32) {
+    var offset = 0
+    while offset < bytes.count {
+        let n = bytes[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        if n > 0 {
+            offset += n
+        } else if n < 0 && errno == EINTR {
+            continue
+        } else {
+            return
         }
     }
 }

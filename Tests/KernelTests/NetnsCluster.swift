@@ -15,13 +15,15 @@
 //   pod netns: eth0 = status.podIPs, default route via the bridge address
 //
 // Same-node pod traffic is bridged (FORWARD once, --physdev-is-bridged), cross-node traffic is
-// routed (FORWARD on both nodes), as in FIELD-NOTES. Every namespace name starts with a prefix
-// unique to this process and cluster (`pkt-<pid>-<n>-`); shutdown deletes exactly the
-// namespaces and ends exactly the processes this object created.
+// routed (FORWARD on both nodes), as in FIELD-NOTES. A server answers in every pod, on each node
+// (pod-to-node flows meet INPUT) and on the outside host. Rules reach the nodes only through
+// the executor (`picket apply` run in each node's namespace), so a cluster that is re-applied
+// also proves that the executor converges from one ruleset to the next. Every namespace name
+// starts with a prefix unique to this process and cluster (`pkt-<pid>-<n>-`); shutdown deletes
+// exactly the namespaces and ends exactly the processes this object created.
 
 import Foundation
 import KubeModel
-import PolicyCompiler
 import Synchronization
 
 /// The fixed addressing of one node of the dry-run contract.
@@ -77,16 +79,31 @@ enum OutsideLayout {
     static let serverName = "outside"
 }
 
-/// The rules applied on one node, kept for reports.
+/// What `picket apply` did on one node.
 struct AppliedRules: Sendable {
     /// The node.
     var node: String
-    /// What `ipset restore` was given.
-    var ipset: String
-    /// What `iptables-restore --noflush` was given.
-    var iptables: String
-    /// What `ip6tables-restore --noflush` was given, in dual-stack clusters.
-    var ip6tables: String?
+    /// What the first `picket apply` printed: the executor's report of what it changed.
+    var report: String
+    /// What a second `picket apply` of the same manifests printed: `no change` when the first
+    /// one converged (the executor reads the kernel back and finds nothing to do).
+    var again: String
+
+    /// Whether the second apply found nothing left to change.
+    var converged: Bool { again.trimmingCharacters(in: .whitespacesAndNewlines) == "no change" }
+}
+
+/// One application of manifests to the whole cluster.
+struct ApplyOutcome: Sendable {
+    /// The snapshot decoded from the files `picket apply` read (the evaluator's input).
+    var snapshot: ClusterSnapshot
+    /// Per node, what the executor did.
+    var nodes: [AppliedRules]
+    /// Wall time of the applies (both rounds, every node) and the state reset.
+    var seconds: Double
+
+    /// Nodes whose second apply still changed something, with what it printed.
+    var notConverged: [AppliedRules] { nodes.filter { !$0.converged } }
 }
 
 /// A cluster of network namespaces with a server in every pod; see the file comment.
@@ -195,14 +212,23 @@ final class NetnsCluster: @unchecked Sendable {
         }
 
         // Per-namespace sysctls first, so that interfaces created afterwards inherit the defaults.
+        // In dual-stack clusters no interface runs duplicate address detection (link-local
+        // addresses included): while it runs, the first IPv6 packets of a fresh cluster wait a
+        // second or more for neighbour discovery.
+        let noDAD = dualStack ? ["net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0"] : []
         try Command.run(["ip", "netns", "exec", outsideNamespace, "sysctl", "-q", "-w",
                          "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0",
-                         "net.bridge.bridge-nf-call-iptables=0", "net.bridge.bridge-nf-call-ip6tables=0"])
+                         "net.bridge.bridge-nf-call-iptables=0", "net.bridge.bridge-nf-call-ip6tables=0"] + noDAD)
         for node in nodes {
             try Command.run(["ip", "netns", "exec", nodeNamespace[node.name]!, "sysctl", "-q", "-w",
                              "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1",
                              "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0",
-                             "net.bridge.bridge-nf-call-iptables=1", "net.bridge.bridge-nf-call-ip6tables=1"])
+                             "net.bridge.bridge-nf-call-iptables=1", "net.bridge.bridge-nf-call-ip6tables=1"] + noDAD)
+        }
+        if dualStack {
+            for pod in pods {
+                try Command.run(["ip", "netns", "exec", podNamespace[pod.key]!, "sysctl", "-q", "-w"] + noDAD)
+            }
         }
 
         // The outside host: underlay switch, external addresses, routes back to the pod CIDRs.
@@ -273,6 +299,10 @@ final class NetnsCluster: @unchecked Sendable {
         for pod in pods {
             try start(podNamespace[pod.key]!, name: pod.key.description, binds: "::")
         }
+        // Each node answers on all of its addresses (pod-to-node flows).
+        for node in nodes {
+            try start(nodeNamespace[node.name]!, name: node.name, binds: "::")
+        }
         // Bound to each external address, so that a UDP reply leaves from the address asked.
         let outsideBinds = OutsideLayout.addresses(dualStack: dualStack).map(\.description).joined(separator: ",")
         try start(outsideNamespace, name: OutsideLayout.serverName, binds: outsideBinds)
@@ -291,38 +321,51 @@ final class NetnsCluster: @unchecked Sendable {
 
     // MARK: - Rules and state
 
-    /// Compiles `snapshot` for each node and applies it in that node's namespace: `ipset restore`,
-    /// then `iptables-restore --noflush` (and `ip6tables-restore --noflush`); then forgets
+    /// The `picket` executable next to the test bundle (as the dry-run contract tests find it).
+    static let picket: String = {
+        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        // The bundle may be a directory (…/picketPackageTests.xctest/…) on some platforms.
+        while !FileManager.default.isExecutableFile(atPath: dir.appendingPathComponent("picket").path) && dir.path != "/" {
+            dir = dir.deletingLastPathComponent()
+        }
+        return dir.appendingPathComponent("picket").path
+    }()
+
+    /// Applies `manifests` through the executor, as an operator would: writes them into a
+    /// scratch directory and runs `ip netns exec NODE picket apply --node NODE --from DIR` on
+    /// each node, then once more to see the executor converged (`no change`); then forgets
     /// connection and neighbour state so that earlier flows cannot slip past the new rules.
-    @discardableResult
-    func apply(_ snapshot: ClusterSnapshot) throws -> [AppliedRules] {
-        var applied: [AppliedRules] = []
-        for node in nodes {
-            let namespace = nodeNamespace[node.name]!
-            let ruleset = compile(snapshot, node: node.name)
-            let rules = AppliedRules(
-                node: node.name, ipset: ruleset.ipsetRestore(node: node.name),
-                iptables: ruleset.iptablesRestore(family: .v4, node: node.name)!,
-                ip6tables: ruleset.iptablesRestore(family: .v6, node: node.name))
-            try restore(namespace, ["ipset", "restore"], rules.ipset)
-            try restore(namespace, ["iptables-restore", "--noflush"], rules.iptables)
-            if let v6 = rules.ip6tables {
-                try restore(namespace, ["ip6tables-restore", "--noflush"], v6)
+    /// The second and later applies on a cluster change its rules in place: the executor goes
+    /// from one ruleset to the next.
+    func apply(_ manifests: ClusterManifests) throws -> ApplyOutcome {
+        let started = Date()
+        let given = manifests.pods.sorted { $0.key < $1.key }
+        guard given.map(\.key) == pods.map(\.key),
+              zip(given, pods).allSatisfy({ $0.nodeName == $1.nodeName && $0.ips == $1.ips })
+        else {
+            throw HarnessError("the manifests' pods (keys, nodes, addresses) are not the cluster's: \(given.map(\.key)) vs \(pods.map(\.key))")
+        }
+        let directory = workDir + "/manifests"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try manifests.write(to: directory)
+        let snapshot = try ClusterManifests.load(directory)
+        var nodes: [AppliedRules] = []
+        for node in self.nodes {
+            let argv = ["ip", "netns", "exec", nodeNamespace[node.name]!, NetnsCluster.picket, "apply", "--node", node.name, "--from", directory]
+            var rounds: [String] = []
+            for _ in 0..<2 {
+                do {
+                    rounds.append(try Command.run(argv).stdout)
+                } catch {
+                    var failure = error
+                    failure.input = "--- manifests ---\n" + manifests.policyText + "\n"
+                    throw failure
+                }
             }
-            applied.append(rules)
+            nodes.append(AppliedRules(node: node.name, report: rounds[0], again: rounds[1]))
         }
         try resetConnectionState()
-        return applied
-    }
-
-    private func restore(_ namespace: String, _ argv: [String], _ text: String) throws {
-        do {
-            try Command.run(["ip", "netns", "exec", namespace] + argv, input: text)
-        } catch {
-            var failure = error
-            failure.input = text
-            throw failure
-        }
+        return ApplyOutcome(snapshot: snapshot, nodes: nodes, seconds: Date().timeIntervalSince(started))
     }
 
     /// Flushes conntrack (both families) in every node and neighbour caches everywhere.

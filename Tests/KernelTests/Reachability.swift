@@ -10,7 +10,9 @@ import KubeModel
 enum Endpoint: Hashable, Sendable, CustomStringConvertible {
     /// A pod (its own network namespace).
     case pod(Pod)
-    /// A node's own network stack (source address: its bridge address or its underlay address).
+    /// A node's own network stack: as a source, its packets leave with its bridge address
+    /// (towards its pods) or its underlay address (towards other nodes); as a destination, the
+    /// address probed is one of those two.
     case node(String)
     /// The outside host, using one of its external addresses.
     case outside(IPAddress)
@@ -76,6 +78,10 @@ enum Placement: String, Hashable, Sendable, CaseIterable {
     case nodeToRemotePod = "node to remote pod"
     case outsideToPod = "outside to pod"
     case podToOutside = "pod to outside"
+    /// A pod to its own node's bridge address: INPUT on that node.
+    case podToLocalNode = "pod to its node"
+    /// A pod to another node's underlay address: FORWARD on its node, INPUT on the other.
+    case podToRemoteNode = "pod to other node"
 }
 
 /// One probe of the matrix: a connection (TCP) or a request/response (UDP) from a source to a
@@ -98,6 +104,7 @@ struct Flow: Hashable, Sendable, CustomStringConvertible {
         switch (source, destination) {
         case (.pod(let s), .pod(let d)): s.nodeName == d.nodeName ? .sameNode : .crossNode
         case (.node(let n), .pod(let d)): n == d.nodeName ? .nodeToLocalPod : .nodeToRemotePod
+        case (.pod(let s), .node(let n)): s.nodeName == n ? .podToLocalNode : .podToRemoteNode
         case (.outside, _): .outsideToPod
         default: .podToOutside
         }
@@ -105,7 +112,11 @@ struct Flow: Hashable, Sendable, CustomStringConvertible {
 
     /// What the destination's server answers with.
     var expectedAnswer: String {
-        if case .pod(let pod) = destination { pod.key.description } else { OutsideLayout.serverName }
+        switch destination {
+        case .pod(let pod): pod.key.description
+        case .node(let name): name
+        case .outside: OutsideLayout.serverName
+        }
     }
 
     var description: String {
@@ -142,9 +153,15 @@ struct Mismatch: Sendable, CustomStringConvertible {
     var expectedAllowed: Bool
     /// What the probes saw.
     var observed: Observation
+    /// Why the expectation is what it is, when an oracle gave it (the evaluator's reasons).
+    var reasons: String? = nil
 
     var description: String {
-        "\(flow): expected \(expectedAllowed ? "allowed" : "denied"), observed \(observed)"
+        var text = "\(flow): expected \(expectedAllowed ? "allowed" : "denied"), observed \(observed)"
+        if let reasons {
+            text += "\n      evaluator: " + reasons.replacingOccurrences(of: "\n", with: "\n      ")
+        }
+        return text
     }
 }
 
@@ -154,11 +171,15 @@ struct FlowSelection: Sendable {
     var podToPod = true
     var nodeToLocalPod = true
     var nodeToRemotePod = false
+    /// Every pod to its own node and to the other node.
+    var podToNode = false
     var outsideToPod = true
     var podToOutside = true
 
     /// Everything but node to remote pod: the matrix of the seed cases.
     static let all = FlowSelection()
+    /// Every flow the topology has: node to remote pod and pod to node included.
+    static let everything = FlowSelection(nodeToRemotePod: true, podToNode: true)
     /// Each node to every pod, local and remote.
     static let nodesOnly = FlowSelection(podToPod: false, nodeToRemotePod: true, outsideToPod: false, podToOutside: false)
 }
@@ -190,6 +211,15 @@ extension NetnsCluster {
                     }
                 }
             }
+            if selection.podToNode {
+                for src in pods where src.ips.contains(where: { $0.family == family }) {
+                    for node in nodes {
+                        let local = node.name == src.nodeName
+                        let text = family == .v4 ? (local ? node.gateway4 : node.underlay4) : (local ? node.gateway6 : node.underlay6)
+                        add(.pod(src), .node(node.name), IPAddress(text)!)
+                    }
+                }
+            }
             if selection.podToOutside {
                 for src in pods where src.ips.contains(where: { $0.family == family }) {
                     for external in outside where external.family == family { add(.pod(src), .outside(external), external) }
@@ -209,7 +239,7 @@ extension NetnsCluster {
     }
 
     /// Probes every flow once: one batch per source namespace, at most `width` batches at once.
-    func observe(_ flows: [Flow], timeout: Double = 1.0, width: Int = 8) throws -> [Flow: Observation] {
+    func observe(_ flows: [Flow], timeout: Double = 1.0, width: Int = 16) throws -> [Flow: Observation] {
         var bySource: [String: [Flow]] = [:]
         for flow in flows { bySource[namespace(of: flow.source), default: []].append(flow) }
         let batches = bySource.keys.sorted().map { ($0, bySource[$0]!) }
@@ -237,17 +267,21 @@ extension NetnsCluster {
         return observations
     }
 
-    /// Probes `flows` and compares with `expectAllowed`. Flows expected allowed but seen denied
-    /// are probed once more (a slow answer must not read as enforcement); a flow seen allowed
+    /// Probes `flows` (each waiting at most `timeout` seconds for its answer) and compares with
+    /// `expectAllowed`. Flows expected allowed but seen denied are probed once more with a
+    /// generous timeout (a slow answer must not read as enforcement); a flow seen allowed
     /// against expectation is never retried: an answer cannot be a timing artefact.
-    func matrix(_ flows: [Flow], expectAllowed: (Flow) -> Bool) throws -> MatrixResult {
+    func matrix(_ flows: [Flow], timeout: Double = 1.0, expectAllowed: (Flow) -> Bool) throws -> MatrixResult {
         let started = Date()
-        var observations = try observe(flows)
+        var observations = try observe(flows, timeout: timeout)
         let suspicious = flows.filter { expectAllowed($0) && !observations[$0]!.isAllowed }
         var retried = 0
         if !suspicious.isEmpty {
             retried = suspicious.count
-            for (flow, observation) in try observe(suspicious) where observation.isAllowed {
+            if ProcessInfo.processInfo.environment["PICKET_KERNEL_VERBOSE"] == "1" {
+                print("  re-probing \(suspicious.count):\n" + suspicious.map { "    \($0): \(observations[$0]!)" }.joined(separator: "\n"))
+            }
+            for (flow, observation) in try observe(suspicious, timeout: max(2.0, timeout)) where observation.isAllowed {
                 observations[flow] = observation
             }
         }

@@ -222,3 +222,21 @@ func makePolicy(_ namespace: String, _ name: String, _ tweak: (inout NetworkPoli
         #expect(group.rules.last?.contains("no ingress rule of these 2 policies admits") == true)
     }
 }
+
+@Suite struct DualStackNamedPortTests {
+    @Test("an egress named port toward an IPv4 block admits no IPv6 address of the pods in it")
+    func familyOfBlock() {
+        let target = makePod("x", "b", node: "node-b", ip: "10.244.2.21") { pod in
+            pod.ips.append(IPAddress("fd00:10:244:2::21")!)
+            pod.ports = [ContainerPort(name: "http", number: 80)]
+        }
+        let source = makePod("x", "a", ip: "10.244.1.2") { $0.ips.append(IPAddress("fd00:10:244:1::2")!) }
+        let snapshot = ClusterSnapshot(pods: [source, target], policies: [makePolicy("x", "p") { spec in
+            spec.podSelector = LabelSelector(matchLabels: [:])
+            spec.egress = [.init(peers: [.init(ipBlock: .init(cidr: "10.244.2.21/32"))], ports: [.init(port: .name("http"))])]
+        }])
+        let sets = compile(snapshot, node: "node-a").sets.filter { $0.name.hasPrefix("picket-npt-") }
+        #expect(sets.first { $0.family == .v4 }?.members.map(\.description) == ["10.244.2.21,tcp:80"])
+        #expect(sets.first { $0.family == .v6 }?.members.isEmpty == true)
+    }
+}
