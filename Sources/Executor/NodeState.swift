@@ -86,34 +86,22 @@ public struct NodeState: Hashable, Sendable {
 
     /// The state a compiled ruleset describes.
     public init(_ ruleset: Ruleset) {
-        var sets: [String: SetState] = [:]
-        for set in ruleset.sets {
-            sets[set.name] = SetState(
-                type: set.kind.rawValue, family: set.family == .v4 ? "inet" : "inet6", maxElements: set.maxElements,
-                members: Set(set.memberTexts))
-        }
-        var tables: [IPAddress.Family: TableState] = [:]
-        for table in ruleset.tables {
-            var state = TableState()
-            for chain in table.chains { state.chains[chain.name] = chain.ruleTexts }
-            for hook in table.hooks {
-                let position = (state.hooks[hook.builtin]?.count ?? 0) + 1
-                state.hooks[hook.builtin, default: []].append(HookRule(position: position, text: hook.ruleText))
-            }
-            tables[table.family] = state
-        }
-        self.init(sets: sets, tables: tables)
+        self.init(ruleset, reusingFrom: nil)
     }
 
     /// The state of `ruleset`, reusing the parts of `previous` (the state of `previousRuleset`)
     /// whose sets and chains are unchanged, so that a small change costs little to describe:
     /// only changed sets and chains are rendered to text.
     public init(_ ruleset: Ruleset, reusing previous: NodeState, of previousRuleset: Ruleset) {
+        self.init(ruleset, reusingFrom: (previous, previousRuleset))
+    }
+
+    private init(_ ruleset: Ruleset, reusingFrom previous: (state: NodeState, ruleset: Ruleset)?) {
         var oldSets: [String: IPSet] = [:]
-        for set in previousRuleset.sets { oldSets[set.name] = set }
+        for set in previous?.ruleset.sets ?? [] { oldSets[set.name] = set }
         var sets: [String: SetState] = [:]
         for set in ruleset.sets {
-            if let old = oldSets[set.name], old == set, let state = previous.sets[set.name] {
+            if let old = oldSets[set.name], old == set, let state = previous?.state.sets[set.name] {
                 sets[set.name] = state
             } else {
                 sets[set.name] = SetState(
@@ -123,10 +111,11 @@ public struct NodeState: Hashable, Sendable {
         }
         var tables: [IPAddress.Family: TableState] = [:]
         for table in ruleset.tables {
-            let oldTable = previousRuleset.tables.first { $0.family == table.family }
             var oldChains: [String: Chain] = [:]
-            for chain in oldTable?.chains ?? [] { oldChains[chain.name] = chain }
-            let oldState = previous.tables[table.family]
+            for chain in previous?.ruleset.tables.first(where: { $0.family == table.family })?.chains ?? [] {
+                oldChains[chain.name] = chain
+            }
+            let oldState = previous?.state.tables[table.family]
             var state = TableState()
             for chain in table.chains {
                 if let old = oldChains[chain.name], old == chain, let texts = oldState?.chains[chain.name] {
