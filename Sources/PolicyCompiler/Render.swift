@@ -76,37 +76,44 @@ extension Ruleset {
 
     /// Input for `iptables-restore --noflush` (`family` .v4) or `ip6tables-restore --noflush`
     /// (`.v6`): Picket's chains declared and filled, and its jumps inserted first in the built-in
-    /// chains. nil when the ruleset has no table of that family.
+    /// chains, one section per table (filter, then mangle). nil when the ruleset has no table of
+    /// that family.
     public func iptablesRestore(family: IPAddress.Family, node: String) -> String? {
         guard let table = family == .v4 ? ipv4 : ipv6 else { return nil }
         let tool = family == .v4 ? "iptables-restore" : "ip6tables-restore"
         var out = LineWriter()
-        out.comment("picket filter rules for node \(node); apply with: \(tool) --noflush, after ipset.restore")
-        out.write("*filter")
-        for chain in table.chains {
-            out.write(":\(chain.name)", "-", "[0:0]")
-        }
-        // Each built-in chain gets its hooks inserted at the top, in table order.
-        var inserted: [String: Int] = [:]
-        for hook in table.hooks {
-            let position = inserted[hook.builtin, default: 0] + 1
-            inserted[hook.builtin] = position
-            out.write(["-I", hook.builtin, String(position)] + hook.rule)
-        }
-        for chain in table.chains {
-            for rule in chain.rules {
-                out.write(["-A", chain.name] + rule)
+        out.comment("picket rules for node \(node); apply with: \(tool) --noflush, after ipset.restore")
+        for name in TableName.allCases {
+            let chains = table.chains.filter { $0.table == name }
+            let hooks = table.hooks.filter { $0.table == name }
+            guard !chains.isEmpty || !hooks.isEmpty else { continue }
+            out.write("*\(name.rawValue)")
+            for chain in chains {
+                out.write(":\(chain.name)", "-", "[0:0]")
             }
+            // Each built-in chain gets its hooks inserted at the top, in table order.
+            var inserted: [String: Int] = [:]
+            for hook in hooks {
+                let position = inserted[hook.builtin, default: 0] + 1
+                inserted[hook.builtin] = position
+                out.write(["-I", hook.builtin, String(position)] + hook.rule)
+            }
+            for chain in chains {
+                for rule in chain.rules {
+                    out.write(["-A", chain.name] + rule)
+                }
+            }
+            out.write("COMMIT")
         }
-        out.write("COMMIT")
         return out.text
     }
 }
 
 extension IPSet {
-    /// `create NAME TYPE family inet|inet6 hashsize 1024 maxelem N`.
+    /// `create NAME TYPE family inet|inet6 hashsize 1024 maxelem N [comment skbinfo]`.
     var createWords: [String] {
         ["create", name, kind.rawValue, "family", family == .v4 ? "inet" : "inet6", "hashsize", "1024", "maxelem", String(maxElements)]
+            + (tagged ? ["comment", "skbinfo"] : [])
     }
 }
 

@@ -29,6 +29,8 @@ struct DryRun: ParsableCommand {
 
     @OptionGroup var manifests: ManifestOptions
 
+    @OptionGroup var marks: MarkOptions
+
     @Option(help: ArgumentHelp("Write the restore files into this directory (created if missing) instead of printing them.", valueName: "dir"))
     var output: String?
 
@@ -39,7 +41,8 @@ struct DryRun: ParsableCommand {
     func run() throws {
         let inputs = manifests.load()
         let invalid = report(inputs.issues)
-        let ruleset = compile(inputs.snapshot, node: node)
+        let ruleset = compile(inputs.snapshot, node: node, options: marks.compileOptions())
+        report(warnings: ruleset)
         let files = restoreFiles(ruleset, node: node)
         if let output {
             do {

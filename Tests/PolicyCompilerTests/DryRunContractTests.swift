@@ -69,7 +69,7 @@ import Testing
         #expect(result.status == 2)
         #expect(result.stderr.hasPrefix("picket: error: \(input)/broken.yaml: does not parse: "))
         // good.yaml still compiles: its default deny isolates shop/web-a on node-a.
-        #expect(result.stdout.contains("-A PICKET-INGRESS -m set --match-set picket-gri-"))
+        #expect(result.stdout.contains("-A PICKET-INGRESS -m mark --mark "))
     }
 
     @Test("a missing path is an input error")

@@ -91,7 +91,7 @@ func checkConsistency(_ ruleset: Ruleset) -> [String] {
         if set.name.count > Names.maxSetLength { problems.append("set name too long: \(set.name)") }
         if !set.name.hasPrefix(Names.setPrefix) { problems.append("set without prefix: \(set.name)") }
     }
-    let builtinTargets: Set<String> = ["ACCEPT", "DROP", "RETURN", "MARK", "CONNMARK", "REJECT"]
+    let builtinTargets: Set<String> = ["ACCEPT", "DROP", "RETURN", "MARK", "CONNMARK", "REJECT", "SET"]
     for table in ruleset.tables {
         let chains = Set(table.chains.map(\.name))
         if chains.count != table.chains.count { problems.append("v\(table.family.rawValue): a chain is declared twice") }
@@ -109,7 +109,7 @@ func checkConsistency(_ ruleset: Ruleset) -> [String] {
                             problems.append("\(chain.name): jump to missing chain \(next)")
                         }
                     }
-                    if word == "--match-set" {
+                    if word == "--match-set" || word == "--map-set" {
                         used.insert(next)
                         guard let set = setsByName[next]?.first else {
                             problems.append("\(chain.name): missing set \(next)")
