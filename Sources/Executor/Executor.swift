@@ -6,14 +6,17 @@ import PolicyCompiler
 /// (periodic resync, or a one-shot command that has no memory), and repairs what it finds.
 public final class Executor {
     private let kernel: any KernelAccess
+    /// The structural check every restore text passes before it is written.
+    private let restoreGuard: RestoreGuard
     /// The state the last successful apply left (nil before the first).
     public private(set) var lastApplied: NodeState?
     /// The ruleset `lastApplied` was made from.
     private var lastRuleset: Ruleset?
 
-    /// An executor over `kernel`.
-    public init(kernel: any KernelAccess) {
+    /// An executor over `kernel`; every text it restores must pass `restoreGuard` first.
+    public init(kernel: any KernelAccess, restoreGuard: RestoreGuard = .standard) {
         self.kernel = kernel
+        self.restoreGuard = restoreGuard
     }
 
     /// Picket's state as the kernel holds it now.
@@ -85,6 +88,9 @@ public final class Executor {
     /// the next apply repairs the members.
     private func execute(_ plan: Plan) throws(ApplyError) -> ApplyReport {
         guard !plan.isEmpty else { return plan.report }
+        // A second line of defence: refuse the whole plan, before anything is written, if any
+        // of its lines would touch something other than Picket's chains, hooks and sets.
+        try plan.check(restoreGuard)
         if plan.tables.isEmpty {
             // Pod churn: no rule changes, so both set steps go in one batch, in order.
             do {

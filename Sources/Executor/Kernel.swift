@@ -2,6 +2,7 @@ import ConntrackKit
 import Foundation
 import IPSetKit
 import KubeModel
+import PolicyCompiler
 
 /// The kernel interfaces the executor uses, injected so that tests and the daemon choose how
 /// commands run. Every call acts on the caller's network namespace.
@@ -40,6 +41,15 @@ public struct ApplyError: Error, Hashable, Sendable, CustomStringConvertible {
         var text = "\(step): \(message)"
         if !context.isEmpty { text += "\n" + context.joined(separator: "\n") }
         return text
+    }
+
+    /// The error for a plan the restore guard refused: nothing was written.
+    static func refused(_ step: String, _ violation: RestoreGuard.Violation, _ text: String) -> ApplyError {
+        let lines = text.utf8.split(separator: 0x0A, omittingEmptySubsequences: false).map { RestoreGuard.printableLine(Substring($0)) }
+        return ApplyError(
+            step: "\(step) (refused before writing)",
+            message: "line \(violation.line) is not one of Picket's (\(violation.reason)); nothing was written",
+            context: around(lines, line: violation.line))
     }
 
     /// Lines `number-2 ... number+2` of `lines` (1-based), the failing one marked.

@@ -22,6 +22,22 @@ public struct Plan: Sendable {
     /// Whether applying changes nothing.
     public var isEmpty: Bool { prepare.isEmpty && tables.isEmpty && finish.isEmpty }
 
+    /// Throws, naming the first offending line and its neighbours, when any text of the plan has
+    /// a line `restoreGuard` refuses (a line outside Picket's chains, hooks and sets).
+    public func check(_ restoreGuard: RestoreGuard) throws(ApplyError) {
+        for (step, lines) in [("ipset restore (new sets)", prepare), ("ipset restore (members and stale sets)", finish)] {
+            let text = lines.joined(separator: "\n") + "\n"
+            if let first = restoreGuard.violations(inSetRestore: text).first {
+                throw ApplyError.refused(step, first, text)
+            }
+        }
+        for (family, text) in tables {
+            if let first = restoreGuard.violations(inTableRestore: text).first {
+                throw ApplyError.refused(family == .v4 ? "iptables-restore" : "ip6tables-restore", first, text)
+            }
+        }
+    }
+
     /// Plans the change from `current` to `desired`.
     public init(from current: NodeState, to desired: NodeState) {
         planSets(current, desired)
