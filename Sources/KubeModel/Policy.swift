@@ -85,6 +85,19 @@ public struct Policy: Hashable, Sendable {
         direction == .ingress ? ingress : egress
     }
 
+    /// Creates a policy from parts as they are, without validation (for tests and for readers that
+    /// validated already). The compiler makes whatever it is given safe to render.
+    public init(
+        key: ObjectKey, podSelector: Selector, isolates: Set<Direction>, ingress: [Rule], egress: [Rule], errors: [FieldError] = []
+    ) {
+        self.key = key
+        self.podSelector = podSelector
+        self.isolates = isolates
+        self.ingress = ingress
+        self.egress = egress
+        self.errors = errors
+    }
+
     /// Validates and defaults a policy as the API server would, keeping what is valid.
     public init(validating policy: NetworkPolicy) {
         key = policy.key

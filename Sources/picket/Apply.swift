@@ -40,6 +40,7 @@ struct Apply: ParsableCommand {
     }
 
     func run() throws {
+        try checkNodeName(node)
         let inputs = manifests.load()
         let invalid = report(inputs.issues)
         let ruleset = compile(inputs.snapshot, node: node)
