@@ -26,6 +26,7 @@ public struct Plan: Sendable {
     /// a line `restoreGuard` refuses (a line outside Picket's chains, hooks and sets).
     public func check(_ restoreGuard: RestoreGuard) throws(ApplyError) {
         for (step, lines) in [("ipset restore (new sets)", prepare), ("ipset restore (members and stale sets)", finish)] {
+            guard !lines.isEmpty else { continue }
             let text = lines.joined(separator: "\n") + "\n"
             if let first = restoreGuard.violations(inSetRestore: text).first {
                 throw ApplyError.refused(step, first, text)

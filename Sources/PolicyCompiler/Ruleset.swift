@@ -172,6 +172,13 @@ public struct Hook: Hashable, Sendable {
     /// Why the jump exists (rendered as an iptables comment).
     public var comment: String
 
+    /// Creates a hook.
+    public init(builtin: String, target: String, comment: String) {
+        self.builtin = builtin
+        self.target = target
+        self.comment = comment
+    }
+
     /// The rule's words after `-I BUILTIN 1`.
     public var rule: [String] { ["-m", "comment", "--comment", comment, "-j", target] }
 }
