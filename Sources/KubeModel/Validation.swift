@@ -17,7 +17,10 @@ public enum Validation {
     /// What is invalid in a Namespace: its name (an RFC 1123 label) and its labels.
     public static func errors(of namespace: Namespace) -> [FieldError] {
         var errors = objectName(namespace.name, rule: .label)
-        errors += labels(namespace.labels, field: "metadata.labels")
+        // The automatic `kubernetes.io/metadata.name` label holds the name: reported once, above.
+        var labels = namespace.labels
+        if labels[Namespace.nameLabel] == namespace.name { labels[Namespace.nameLabel] = nil }
+        errors += Validation.labels(labels, field: "metadata.labels")
         return errors
     }
 
