@@ -2,9 +2,10 @@
 //
 // Design note: only the fields that decide NetworkPolicy enforcement are decoded; everything
 // else in a manifest is ignored. Decoding is lenient about what Kubernetes itself would default
-// (missing labels, missing protocol) and strict about what would change a verdict (an address
-// that does not parse). Validation of NetworkPolicy fields lives in `Policy.swift`, so that the
-// compiler and any other reader of policies share one definition of "valid".
+// (missing labels, missing protocol) and reports what the API server would refuse (an address
+// that does not parse, an invalid name or label). Validation of object fields lives in
+// `Validation.swift`, of NetworkPolicy specs in `Policy.swift`, so that every decoding path, the
+// compiler and any other reader share one definition of "valid".
 
 /// The identity of a namespaced object: `namespace/name`.
 public struct ObjectKey: Hashable, Comparable, Sendable, CustomStringConvertible {
