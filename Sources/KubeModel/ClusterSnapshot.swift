@@ -52,11 +52,11 @@ public struct ClusterSnapshot: Sendable {
         self.policiesByNamespace = policiesByNamespace
         self.namespaceNames = nsByName.keys.sorted()
         self.namespaceLabels = namespaceNames.map { nsByName[$0]!.labels }
-        let namespaceValid = namespaceNames.map { Validation.errors(of: nsByName[$0]!).isEmpty }
+        let namespaceValid = namespaceNames.map { Validation.isValid(nsByName[$0]!) }
         self.namespaceValid = namespaceValid
         var validByName: [String: Bool] = [:]
         for (name, valid) in zip(namespaceNames, namespaceValid) { validByName[name] = valid }
-        self.peerEligible = endpoints.map { validByName[$0.key.namespace] == true && Validation.errors(of: $0).isEmpty }
+        self.peerEligible = endpoints.map { validByName[$0.key.namespace] == true && Validation.isValid($0) }
     }
 
     /// The labels of a namespace (its automatic name label at least).

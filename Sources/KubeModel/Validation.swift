@@ -114,10 +114,9 @@ public enum Validation {
     /// IsDNS1123Label: at most 63 characters of [a-z0-9-], alphanumeric at both ends.
     public static func dns1123Label(_ value: String) -> [String] {
         var errors: [String] = []
-        let bytes = Array(value.utf8)
-        if bytes.count > 63 { errors.append(maxLength(63)) }
-        if !isLabel(bytes[...]) {
-            if isSubdomain(bytes) {
+        if value.utf8.count > 63 { errors.append(maxLength(63)) }
+        if !isLabel(value.utf8) {
+            if isSubdomain(value.utf8) {
                 // A valid subdomain but not a label: it has dots.
                 errors.append("must not contain dots")
             } else {
@@ -132,9 +131,8 @@ public enum Validation {
     /// IsDNS1123Subdomain: at most 253 characters, dot-separated RFC 1123 labels.
     public static func dns1123Subdomain(_ value: String) -> [String] {
         var errors: [String] = []
-        let bytes = Array(value.utf8)
-        if bytes.count > 253 { errors.append(maxLength(253)) }
-        if !isSubdomain(bytes) {
+        if value.utf8.count > 253 { errors.append(maxLength(253)) }
+        if !isSubdomain(value.utf8) {
             errors.append(regexError(
                 "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character",
                 dns1123SubdomainFormat, examples: ["example.com"]))
@@ -163,13 +161,12 @@ public enum Validation {
             return ["a valid label key " + regexError(labelKeyMessage, labelKeyFormat, examples: ["MyName", "my.name", "123-abc"])
                 + " with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"]
         }
-        let bytes = Array(name.utf8)
-        if bytes.isEmpty {
+        if name.isEmpty {
             errors.append("name part must be non-empty")
-        } else if bytes.count > 63 {
+        } else if name.utf8.count > 63 {
             errors.append("name part " + maxLength(63))
         }
-        if !isQualifiedNamePart(bytes) {
+        if !isQualifiedNamePart(name.utf8) {
             errors.append("name part " + regexError(labelKeyMessage, labelKeyFormat, examples: ["MyName", "my.name", "123-abc"]))
         }
         return errors
@@ -178,9 +175,8 @@ public enum Validation {
     /// IsValidLabelValue: empty, or at most 63 characters of [A-Za-z0-9-_.], alphanumeric at both ends.
     public static func labelValue(_ value: String) -> [String] {
         var errors: [String] = []
-        let bytes = Array(value.utf8)
-        if bytes.count > 63 { errors.append(maxLength(63)) }
-        if !bytes.isEmpty && !isQualifiedNamePart(bytes) {
+        if value.utf8.count > 63 { errors.append(maxLength(63)) }
+        if !value.isEmpty && !isQualifiedNamePart(value.utf8) {
             errors.append(regexError(
                 "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character",
                 "(" + labelKeyFormat + ")?", examples: ["MyValue", "my_value", "12345"]))
@@ -192,7 +188,7 @@ public enum Validation {
     /// letter, no hyphen at either end or next to another.
     public static func portName(_ value: String) -> [String] {
         var errors: [String] = []
-        let bytes = Array(value.utf8)
+        let bytes = value.utf8
         if bytes.count > 15 { errors.append(maxLength(15)) }
         if bytes.isEmpty || !bytes.allSatisfy({ isLower($0) || isDigit($0) || $0 == hyphen }) {
             errors.append("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)")
@@ -257,22 +253,79 @@ public enum Validation {
     }
 
     /// `[a-z0-9]([-a-z0-9]*[a-z0-9])?`
-    private static func isLabel(_ bytes: ArraySlice<UInt8>) -> Bool {
-        guard let first = bytes.first, let last = bytes.last else { return false }
-        guard isLower(first) || isDigit(first), isLower(last) || isDigit(last) else { return false }
-        return bytes.allSatisfy { isLower($0) || isDigit($0) || $0 == hyphen }
+    private static func isLabel<Bytes: Collection<UInt8>>(_ bytes: Bytes) -> Bool {
+        guard let first = bytes.first, isLower(first) || isDigit(first) else { return false }
+        var last = first
+        for b in bytes {
+            guard isLower(b) || isDigit(b) || b == hyphen else { return false }
+            last = b
+        }
+        return isLower(last) || isDigit(last)
     }
 
     /// Labels separated by single dots.
-    private static func isSubdomain(_ bytes: [UInt8]) -> Bool {
-        guard !bytes.isEmpty else { return false }
-        return bytes.split(separator: dot, omittingEmptySubsequences: false).allSatisfy(isLabel)
+    private static func isSubdomain<Bytes: Collection<UInt8>>(_ bytes: Bytes) -> Bool {
+        var previous: UInt8 = dot  // the start behaves like a dot: a label must begin
+        for b in bytes {
+            if b == dot {
+                guard isLower(previous) || isDigit(previous) else { return false }
+            } else if b == hyphen {
+                guard previous != dot else { return false }
+            } else if !(isLower(b) || isDigit(b)) {
+                return false
+            } 
+            previous = b
+        }
+        return isLower(previous) || isDigit(previous)
     }
 
     /// `([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]`
-    private static func isQualifiedNamePart(_ bytes: [UInt8]) -> Bool {
-        guard let first = bytes.first, let last = bytes.last, isAlphanumeric(first), isAlphanumeric(last) else { return false }
-        return bytes.allSatisfy { isAlphanumeric($0) || $0 == hyphen || $0 == dot || $0 == UInt8(ascii: "_") }
+    private static func isQualifiedNamePart<Bytes: Collection<UInt8>>(_ bytes: Bytes) -> Bool {
+        guard let first = bytes.first, isAlphanumeric(first) else { return false }
+        var last = first
+        for b in bytes {
+            guard isAlphanumeric(b) || b == hyphen || b == dot || b == UInt8(ascii: "_") else { return false }
+            last = b
+        }
+        return isAlphanumeric(last)
+    }
+
+    // MARK: Validity without messages (the snapshot asks this of every object)
+
+    /// Whether `errors(of: pod)` is empty, without building any message.
+    public static func isValid(_ pod: Pod) -> Bool {
+        guard pod.invalidFields.isEmpty, isValidName(pod.key.name, maxLength: 253, label: false),
+              isValidName(pod.key.namespace, maxLength: 63, label: true), areValid(pod.labels)
+        else { return false }
+        if let node = pod.nodeName, !node.isEmpty, !isValidName(node, maxLength: 253, label: false) { return false }
+        for port in pod.ports {
+            guard (1...65535).contains(port.number) else { return false }
+            if let name = port.name, !portName(name).isEmpty { return false }
+        }
+        return true
+    }
+
+    /// Whether `errors(of: namespace)` is empty, without building any message.
+    public static func isValid(_ namespace: Namespace) -> Bool {
+        isValidName(namespace.name, maxLength: 63, label: true) && areValid(namespace.labels)
+    }
+
+    private static func isValidName(_ name: String, maxLength: Int, label: Bool) -> Bool {
+        name.utf8.count <= maxLength && (label ? isLabel(name.utf8) : isSubdomain(name.utf8))
+    }
+
+    private static func areValid(_ labels: [String: String]) -> Bool {
+        for (key, value) in labels {
+            guard value.utf8.count <= 63, value.isEmpty || isQualifiedNamePart(value.utf8) else { return false }
+            if let slash = key.utf8.firstIndex(of: UInt8(ascii: "/")) {
+                let prefix = key.utf8[..<slash]
+                let name = key.utf8[key.utf8.index(after: slash)...]
+                guard prefix.count <= 253, isSubdomain(prefix), name.count <= 63, isQualifiedNamePart(name) else { return false }
+            } else {
+                guard key.utf8.count <= 63, isQualifiedNamePart(key.utf8) else { return false }
+            }
+        }
+        return true
     }
 
     private static func maxLength(_ n: Int) -> String { "must be no more than \(n) characters" }
