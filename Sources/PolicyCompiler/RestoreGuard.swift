@@ -17,7 +17,9 @@ import KubeModel
 ///   `:PICKET-NAME - [0:0]`                a Picket chain
 ///   `-A PICKET-NAME WORDS`                a rule in a Picket chain
 ///   `-I BUILTIN N WORDS`                  a hook of `hooks` (its `-j` target is the hook's)
-///   `-D BUILTIN N`                        removal of a rule of a hooked built-in chain by position
+///   `-D BUILTIN N`                        removal by position of a rule of a built-in chain of
+///                                         `builtins` (the executor removes stale or stray jumps
+///                                         into Picket's chains this way)
 ///   `-X PICKET-NAME`                      deletion of a Picket chain
 /// where WORDS tokenize with iptables-restore's quoting rules, hold no command or table option
 /// (except as a comment's text), jump only to Picket chains or `targets`, and name only Picket
@@ -64,6 +66,8 @@ public struct RestoreGuard: Sendable {
     public var tables: [String]
     /// The only rules allowed outside Picket's chains.
     public var hooks: [Hook]
+    /// Built-in chains per table, from which `-D BUILTIN N` may remove a rule.
+    public var builtins: [String: Set<String>]
     /// Targets of `-j`/`-g` besides Picket's chains.
     public var targets: Set<String>
     /// Options whose next word must be a Picket set (`--match-set`).
@@ -77,11 +81,12 @@ public struct RestoreGuard: Sendable {
 
     /// Creates a guard from its lists.
     public init(
-        tables: [String], hooks: [Hook], targets: Set<String>, setOptions: Set<String>, setTypes: Set<String>,
-        createOptions: [String: OptionValue], memberOptions: [String: OptionValue]
+        tables: [String], hooks: [Hook], builtins: [String: Set<String>], targets: Set<String>, setOptions: Set<String>,
+        setTypes: Set<String>, createOptions: [String: OptionValue], memberOptions: [String: OptionValue]
     ) {
         self.tables = tables
         self.hooks = hooks
+        self.builtins = builtins
         self.targets = targets
         self.setOptions = setOptions
         self.setTypes = setTypes
@@ -96,6 +101,7 @@ public struct RestoreGuard: Sendable {
             Hook(table: "filter", builtin: "FORWARD", target: Names.forwardChain),
             Hook(table: "filter", builtin: "INPUT", target: Names.inputChain),
         ],
+        builtins: ["filter": ["INPUT", "FORWARD", "OUTPUT"]],
         targets: ["ACCEPT", "DROP", "RETURN", "REJECT", "MARK", "CONNMARK"],
         setOptions: ["--match-set"],
         setTypes: ["hash:ip", "hash:net", "hash:ip,port"],
@@ -178,7 +184,7 @@ public struct RestoreGuard: Sendable {
             guard words.count == 2, RestoreGuard.isChainName(chain[...]) else { return "deletes something other than one Picket chain" }
             return nil
         case "-D":
-            guard tableHooks.contains(where: { $0.builtin == chain }) else { return "deletes from \(chain), which Picket does not hook" }
+            guard builtins[table]?.contains(chain) == true else { return "deletes from \(chain), not a built-in chain of \(table)" }
             guard words.count == 3, RestoreGuard.isPosition(words[2]) else { return "a deletion other than `-D BUILTIN N`" }
             return nil
         case "-I":
@@ -356,16 +362,22 @@ public struct RestoreGuard: Sendable {
         return words
     }
 
-    /// `PICKET-` and `[A-Z0-9-]`, within iptables' 28 characters.
+    /// `PICKET-` and `[A-Za-z0-9_.-]`, within iptables' 28 characters. Picket's own names are
+    /// upper case; the wider alphabet lets a stale chain of another spelling that the kernel
+    /// holds under the prefix still be deleted.
     static func isChainName(_ name: Substring) -> Bool {
         name.hasPrefix(Names.chainPrefix) && name.utf8.count > Names.chainPrefix.utf8.count && name.utf8.count <= Names.maxChainLength
-            && name.utf8.allSatisfy { ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2D }
+            && name.utf8.allSatisfy(isNameByte)
     }
 
-    /// `picket-` and `[a-z0-9-]`, within ipset's 31 characters.
+    /// `picket-` and `[A-Za-z0-9_.-]`, within ipset's 31 characters.
     static func isSetName(_ name: Substring) -> Bool {
         name.hasPrefix(Names.setPrefix) && name.utf8.count > Names.setPrefix.utf8.count && name.utf8.count <= Names.maxSetLength
-            && name.utf8.allSatisfy { ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2D }
+            && name.utf8.allSatisfy(isNameByte)
+    }
+
+    private static func isNameByte(_ b: UInt8) -> Bool {
+        (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || (b >= 0x30 && b <= 0x39) || b == 0x2D || b == 0x5F || b == 0x2E
     }
 
     /// A positive decimal rule position.

@@ -93,6 +93,7 @@ import Testing
         let check = RestoreGuard.standard
         let good = "*filter\n:PICKET-FORWARD - [0:0]\n-I FORWARD 1 -m comment --comment \"x y\" -j PICKET-FORWARD\n-A PICKET-FORWARD -j DROP\nCOMMIT\n"
         #expect(check.violations(inTableRestore: good) == [])
+        #expect(check.violations(inTableRestore: "*filter\n-D OUTPUT 3\n-D FORWARD 1\n-X PICKET-OLD\nCOMMIT\n") == [])
         for bad in [
             "*filter\n-A FORWARD -j ACCEPT\nCOMMIT\n",
             "*filter\n:FORWARD DROP [0:0]\nCOMMIT\n",
@@ -100,7 +101,8 @@ import Testing
             "*filter\n-I FORWARD 1 -j ACCEPT\nCOMMIT\n",
             "*filter\n-I OUTPUT 1 -j PICKET-FORWARD\nCOMMIT\n",
             "*filter\n-I INPUT 1 -j PICKET-FORWARD\nCOMMIT\n",
-            "*filter\n-D OUTPUT 1\nCOMMIT\n",
+            "*filter\n-D KUBE-SERVICES 1\nCOMMIT\n",
+            "*filter\n-D OUTPUT 1 -j ACCEPT\nCOMMIT\n",
             "*filter\n-X FORWARD\nCOMMIT\n",
             "*filter\n-F PICKET-X\nCOMMIT\n",
             "*filter\n-A PICKET-X -m comment --comment \"open\nCOMMIT\n",
@@ -127,6 +129,7 @@ import Testing
         var extended = RestoreGuard.standard
         extended.tables.append("mangle")
         extended.hooks.append(.init(table: "mangle", builtin: "FORWARD", target: "PICKET-MARK"))
+        extended.builtins["mangle"] = ["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"]
         extended.targets.insert("SET")
         extended.setOptions.insert("--map-set")
         extended.createOptions["skbinfo"] = .flag
