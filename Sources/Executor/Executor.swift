@@ -6,6 +6,8 @@ import PolicyCompiler
 /// (periodic resync, or a one-shot command that has no memory), and repairs what it finds.
 public final class Executor {
     private let kernel: any KernelAccess
+    /// The structural check every restore text passes before it is written.
+    private let restoreGuard: RestoreGuard
     /// The state the last successful apply left (nil before the first).
     public private(set) var lastApplied: NodeState?
     /// The ruleset `lastApplied` was made from (renumbered against the node).
@@ -13,9 +15,10 @@ public final class Executor {
     /// The ruleset last passed to `apply`, before renumbering: an equal one changes nothing.
     private var lastInput: Ruleset?
 
-    /// An executor over `kernel`.
-    public init(kernel: any KernelAccess) {
+    /// An executor over `kernel`; every text it restores must pass `restoreGuard` first.
+    public init(kernel: any KernelAccess, restoreGuard: RestoreGuard = .standard) {
         self.kernel = kernel
+        self.restoreGuard = restoreGuard
     }
 
     /// Picket's state as the kernel holds it now.
@@ -97,6 +100,9 @@ public final class Executor {
     /// the next apply repairs the members.
     private func execute(_ plan: Plan) throws(ApplyError) -> ApplyReport {
         guard !plan.isEmpty else { return plan.report }
+        // A second line of defence: refuse the whole plan, before anything is written, if any
+        // of its lines would touch something other than Picket's chains, hooks and sets.
+        try plan.check(restoreGuard)
         if plan.tables.isEmpty && plan.settle.isEmpty {
             // Pod churn: no rule changes, so both set steps go in one batch, in order.
             do {

@@ -43,6 +43,15 @@ public struct ApplyError: Error, Hashable, Sendable, CustomStringConvertible {
         return text
     }
 
+    /// The error for a plan the restore guard refused: nothing was written.
+    static func refused(_ step: String, _ violation: RestoreGuard.Violation, _ text: String) -> ApplyError {
+        let lines = text.utf8.split(separator: 0x0A, omittingEmptySubsequences: false).map { RestoreGuard.printableLine(Substring($0)) }
+        return ApplyError(
+            step: "\(step) (refused before writing)",
+            message: "line \(violation.line) is not one of Picket's (\(violation.reason)); nothing was written",
+            context: around(lines, line: violation.line))
+    }
+
     /// Lines `number-2 ... number+2` of `lines` (1-based), the failing one marked.
     static func around(_ lines: [String], line number: Int) -> [String] {
         guard number >= 1 && number <= lines.count else { return [] }

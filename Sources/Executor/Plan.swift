@@ -27,6 +27,23 @@ public struct Plan: Sendable {
     /// Whether applying changes nothing.
     public var isEmpty: Bool { prepare.isEmpty && tables.isEmpty && finish.isEmpty && settle.isEmpty && destroy.isEmpty }
 
+    /// Throws, naming the first offending line and its neighbours, when any text of the plan has
+    /// a line `restoreGuard` refuses (a line outside Picket's chains, hooks and sets).
+    public func check(_ restoreGuard: RestoreGuard) throws(ApplyError) {
+        for (step, lines) in [("ipset restore (new sets)", prepare), ("ipset restore (members)", finish), ("ipset restore (stale sets)", destroy)] {
+            guard !lines.isEmpty else { continue }
+            let text = lines.joined(separator: "\n") + "\n"
+            if let first = restoreGuard.violations(inSetRestore: text).first {
+                throw ApplyError.refused(step, first, text)
+            }
+        }
+        for (family, text) in tables + settle {
+            if let first = restoreGuard.violations(inTableRestore: text).first {
+                throw ApplyError.refused(family == .v4 ? "iptables-restore" : "ip6tables-restore", first, text)
+            }
+        }
+    }
+
     /// Plans the change from `current` to `desired`. `transition` holds, per family, the
     /// dispatch tree chains step 2 writes instead of the desired ones (`Ruleset.transition`).
     public init(from current: NodeState, to desired: NodeState, transition: [IPAddress.Family: [Chain]] = [:]) {

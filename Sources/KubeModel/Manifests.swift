@@ -26,9 +26,29 @@ public struct ManifestIssue: Hashable, Sendable, CustomStringConvertible {
         self.message = message
     }
 
-    /// One line: `source: object: field: message`.
+    /// One line: `source: object: field: message`, with every character outside printable
+    /// ASCII escaped (`\n`, `\x1b`, `\u{202e}`), so that no input can break the line or drive
+    /// the terminal.
     public var description: String {
-        [source, object, field].compactMap { $0 }.joined(separator: ": ") + ": \(message)"
+        ManifestIssue.printable([source, object, field].compactMap { $0 }.joined(separator: ": ") + ": \(message)")
+    }
+
+    /// `text` with control characters and non-ASCII escaped.
+    static func printable(_ text: String) -> String {
+        guard !text.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) else { return text }
+        var out = ""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case " "..."~": out.unicodeScalars.append(scalar)
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            default:
+                let hex = String(scalar.value, radix: 16)
+                out += scalar.value < 0x100 ? "\\x" + (hex.count < 2 ? "0" + hex : hex) : "\\u{\(hex)}"
+            }
+        }
+        return out
     }
 }
 
@@ -113,9 +133,23 @@ public enum ManifestDecoder {
         do {
             switch (kind, group(of: apiVersion)) {
             case ("Namespace", ""):
-                set.namespaces.append(try YAMLDecoder().decode(Namespace.self, from: node))
+                // An invalid namespace is kept (its name is still the namespace of its pods) and
+                // reported; the snapshot never lets its pods be peers.
+                let namespace = try YAMLDecoder().decode(Namespace.self, from: node)
+                for error in Validation.errors(of: namespace) {
+                    set.issues.append(ManifestIssue(
+                        severity: .error, source: source, object: "Namespace \(namespace.name)", field: error.field, message: error.reason))
+                }
+                set.namespaces.append(namespace)
             case ("Pod", ""):
-                set.pods.append(try YAMLDecoder().decode(Pod.self, from: node))
+                // An invalid pod is kept for isolation and reported; the snapshot never lets it
+                // be a peer.
+                let pod = try YAMLDecoder().decode(Pod.self, from: node)
+                for error in Validation.errors(of: pod) {
+                    set.issues.append(ManifestIssue(
+                        severity: .error, source: source, object: "Pod \(pod.key)", field: error.field, message: error.reason))
+                }
+                set.pods.append(pod)
             case ("NetworkPolicy", "networking.k8s.io"), ("NetworkPolicy", "extensions"):
                 if apiVersion != "networking.k8s.io/v1" && !apiVersion.isEmpty {
                     set.issues.append(ManifestIssue(

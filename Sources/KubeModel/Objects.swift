@@ -2,9 +2,10 @@
 //
 // Design note: only the fields that decide NetworkPolicy enforcement are decoded; everything
 // else in a manifest is ignored. Decoding is lenient about what Kubernetes itself would default
-// (missing labels, missing protocol) and strict about what would change a verdict (an address
-// that does not parse). Validation of NetworkPolicy fields lives in `Policy.swift`, so that the
-// compiler and any other reader of policies share one definition of "valid".
+// (missing labels, missing protocol) and reports what the API server would refuse (an address
+// that does not parse, an invalid name or label). Validation of object fields lives in
+// `Validation.swift`, of NetworkPolicy specs in `Policy.swift`, so that every decoding path, the
+// compiler and any other reader share one definition of "valid".
 
 /// The identity of a namespaced object: `namespace/name`.
 public struct ObjectKey: Hashable, Comparable, Sendable, CustomStringConvertible {
@@ -109,12 +110,15 @@ public struct ContainerPort: Hashable, Sendable {
     public var number: Int
     /// protocol, TCP when absent.
     public var proto: TransportProtocol
+    /// Where the port is written in its pod (`spec.containers[0].ports[1]`), when decoded.
+    public var field: String?
 
     /// Creates a container port.
-    public init(name: String?, number: Int, proto: TransportProtocol = .tcp) {
+    public init(name: String?, number: Int, proto: TransportProtocol = .tcp, field: String? = nil) {
         self.name = name
         self.number = number
         self.proto = proto
+        self.field = field
     }
 }
 
@@ -134,6 +138,10 @@ public struct Pod: Hashable, Sendable {
     public var ips: [IPAddress]
     /// status.phase ("Pending", "Running", "Succeeded", "Failed", "Unknown"); nil when absent.
     public var phase: String?
+    /// Fields its decoder found invalid and could not represent here (a port with an unknown
+    /// protocol, an address that does not parse): left out of the value, reported by
+    /// `Validation.errors(of:)`, and they make the pod invalid.
+    public var invalidFields: [FieldError] = []
 
     /// Creates a pod.
     public init(
@@ -194,29 +202,40 @@ extension Pod: Decodable {
         let spec = try c.decodeIfPresent(Spec.self, forKey: .spec)
         let status = try c.decodeIfPresent(Status.self, forKey: .status)
         var ports: [ContainerPort] = []
+        var invalidFields: [FieldError] = []
         // Restartable init containers ("sidecars") can declare ports too.
-        for container in (spec?.containers ?? []) + (spec?.initContainers ?? []) {
-            for port in container.ports ?? [] {
-                let proto: TransportProtocol
-                if let raw = port.protocol {
-                    guard let parsed = TransportProtocol(rawValue: raw) else {
-                        throw DecodingError.dataCorrupted(.init(
-                            codingPath: [CodingKeys.spec], debugDescription: "container port protocol \"\(raw)\" is not TCP, UDP or SCTP"))
+        for (list, containers) in [("containers", spec?.containers ?? []), ("initContainers", spec?.initContainers ?? [])] {
+            for (c, container) in containers.enumerated() {
+                for (p, port) in (container.ports ?? []).enumerated() {
+                    let field = "spec.\(list)[\(c)].ports[\(p)]"
+                    var proto = TransportProtocol.tcp
+                    if let raw = port.protocol {
+                        guard let parsed = TransportProtocol(rawValue: raw) else {
+                            // The port is left out: it can never be resolved as a named port.
+                            invalidFields.append(FieldError(
+                                field: "\(field).protocol",
+                                reason: "Unsupported value: \(Validation.quoted(raw)): supported values: \"SCTP\", \"TCP\", \"UDP\""))
+                            continue
+                        }
+                        proto = parsed
                     }
-                    proto = parsed
-                } else {
-                    proto = .tcp
+                    ports.append(ContainerPort(name: port.name, number: port.containerPort, proto: proto, field: field))
                 }
-                ports.append(ContainerPort(name: port.name, number: port.containerPort, proto: proto))
             }
         }
         var rawIPs = status?.podIPs?.map(\.ip) ?? []
-        if rawIPs.isEmpty, let single = status?.podIP, !single.isEmpty { rawIPs = [single] }
+        var ipField = "status.podIPs"
+        if rawIPs.isEmpty, let single = status?.podIP, !single.isEmpty {
+            rawIPs = [single]
+            ipField = "status.podIP"
+        }
         var ips: [IPAddress] = []
-        for raw in rawIPs {
+        for (i, raw) in rawIPs.enumerated() {
             guard let ip = IPAddress(raw) else {
-                throw DecodingError.dataCorrupted(.init(
-                    codingPath: [CodingKeys.status], debugDescription: "status.podIPs: \"\(raw)\" is not an IP address"))
+                // The address is left out: the pod keeps its valid addresses (isolated on them).
+                let field = ipField == "status.podIP" ? ipField : "\(ipField)[\(i)].ip"
+                invalidFields.append(Validation.invalid(field, raw, "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"))
+                continue
             }
             if !ips.contains(ip) { ips.append(ip) }
         }
@@ -224,5 +243,6 @@ extension Pod: Decodable {
             namespace: meta.namespace ?? "default", name: meta.name, labels: meta.labels,
             nodeName: spec?.nodeName, hostNetwork: spec?.hostNetwork ?? false, ports: ports, ips: ips,
             phase: status?.phase)
+        self.invalidFields = invalidFields
     }
 }

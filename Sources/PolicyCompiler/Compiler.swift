@@ -91,6 +91,8 @@ private struct RulesetBuilder {
     let families: [IPAddress.Family]
     /// The sets emitted so far (a reference, so that member closures may read the builder).
     let sets = SetCollector()
+    /// Endpoints that may not be peers (invalid pods, pods of invalid namespaces).
+    let ineligible: Set<ObjectKey>
 
     init(snapshot: ClusterSnapshot, node: String, options: CompileOptions) {
         self.snapshot = snapshot
@@ -99,6 +101,7 @@ private struct RulesetBuilder {
         self.local = localPods(snapshot, node: node)
         let anyV6 = snapshot.endpoints.contains { pod in pod.ips.contains { $0.family == .v6 } }
         self.families = anyV6 ? [.v4, .v6] : [.v4]
+        self.ineligible = Set(zip(snapshot.endpoints, snapshot.peerEligible).filter { !$1 }.map(\.0.key))
     }
 
     var marks: MarkLayout { options.marks }
@@ -380,16 +383,19 @@ private struct RulesetBuilder {
         return result
     }
 
-    /// Local endpoints `policy` selects.
+    /// Local endpoints `policy` selects whose named ports may be resolved (an invalid pod's
+    /// ports admit nothing).
     func localSelected(_ policy: Policy) -> [Pod] {
-        local.filter { $0.key.namespace == policy.key.namespace && policy.podSelector.matches($0.labels) }
+        local.filter {
+            $0.key.namespace == policy.key.namespace && policy.podSelector.matches($0.labels) && !ineligible.contains($0.key)
+        }
     }
 
     /// Indexes into `snapshot.endpoints` of the endpoints an egress rule's peers cover in one
     /// family, ascending: every endpoint when the rule has no `to`, else those named by selectors
     /// plus those whose address of that family lies in an ipBlock.
     func egressDestinations(_ policy: Policy, _ rule: Policy.Rule, _ family: IPAddress.Family) -> [Int] {
-        guard let peers = rule.peers else { return Array(snapshot.endpoints.indices) }
+        guard let peers = rule.peers else { return snapshot.endpoints.indices.filter { snapshot.peerEligible[$0] } }
         var result = podPeers(policy, peers)
         let blocks: [(CIDR, [CIDR])] = peers.compactMap { if case .block(let c, let e) = $0 { (c, e) } else { nil } }
         guard !blocks.isEmpty else { return result }
@@ -397,7 +403,7 @@ private struct RulesetBuilder {
         for i in result { named[i] = true }
         // An ipBlock names addresses, not pods: a dual-stack pod is a destination in a family
         // only when its address of that family is in the block.
-        for i in snapshot.endpoints.indices where !named[i] {
+        for i in snapshot.endpoints.indices where !named[i] && snapshot.peerEligible[i] {
             let inBlock = snapshot.endpoints[i].ips.contains { ip in
                 ip.family == family && blocks.contains { cidr, except in cidr.contains(ip) && !except.contains { $0.contains(ip) } }
             }
@@ -476,12 +482,11 @@ final class SetCollector {
     var names: Set<String> = []
 }
 
-/// `-m comment --comment TEXT`, cut to the 255 bytes the kernel keeps (names are ASCII), so
-/// that rules read back from the kernel equal the compiled ones.
+/// `-m comment --comment TEXT`: TEXT made safe (`RestoreText.safe`: printable ASCII, no double
+/// quote or backslash, whatever the names in it hold) and cut to the 255 bytes the kernel keeps,
+/// so that rules read back from the kernel equal the compiled ones.
 func comment(_ text: String) -> [String] {
-    var bytes = Array(text.utf8.prefix(255))
-    while !bytes.isEmpty, String(validating: bytes, as: UTF8.self) == nil { bytes.removeLast() }
-    return ["-m", "comment", "--comment", String(decoding: bytes, as: UTF8.self)]
+    ["-m", "comment", "--comment", RestoreText.comment(text)]
 }
 
 extension Pod {

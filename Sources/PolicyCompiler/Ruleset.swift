@@ -239,6 +239,14 @@ public struct Hook: Hashable, Sendable {
     /// Why the jump exists (rendered as an iptables comment).
     public var comment: String
 
+    /// Creates a hook.
+    public init(table: TableName = .filter, builtin: String, target: String, comment: String) {
+        self.table = table
+        self.builtin = builtin
+        self.target = target
+        self.comment = comment
+    }
+
     /// The rule's words after `-I BUILTIN 1`.
     public var rule: [String] { ["-m", "comment", "--comment", comment, "-j", target] }
 }

@@ -42,6 +42,7 @@ struct Apply: ParsableCommand {
     }
 
     func run() throws {
+        try checkNodeName(node)
         let inputs = manifests.load()
         let invalid = report(inputs.issues)
         let ruleset = compile(inputs.snapshot, node: node, options: marks.compileOptions())

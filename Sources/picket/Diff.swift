@@ -45,6 +45,7 @@ struct Diff: ParsableCommand {
     }
 
     func run() throws {
+        if let node { try checkNodeName(node) }
         let old = ManifestLoader.load(before)
         let new = ManifestLoader.load(after)
         if report(old.issues + new.issues) { throw ExitCode(2) }

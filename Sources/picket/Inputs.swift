@@ -34,6 +34,16 @@ func report(_ issues: [ManifestIssue]) -> Bool {
     return sawError
 }
 
+/// Checks a node name given on the command line as the API server checks node names (an RFC
+/// 1123 subdomain): each problem is one stderr line naming the option, then exit 2 (invalid
+/// input), before anything is read or compiled.
+func checkNodeName(_ node: String, option: String = "--node") throws {
+    let errors = Validation.nodeName(node, field: option)
+    guard !errors.isEmpty else { return }
+    for error in errors { printError("picket: error: \(error)") }
+    throw ExitCode(2)
+}
+
 /// Writes one line to stderr.
 func printError(_ line: String) {
     FileHandle.standardError.write(Data((line + "\n").utf8))
