@@ -60,8 +60,9 @@ for c in "${conc_list[@]}"; do int_in "${c#k}" 1 256 || die "concurrency $c not 
 group_counts=()
 for v in "${variant_list[@]}"; do
     if [[ $v =~ ^groups-([0-9]+)$ ]]; then
-        int_in "${BASH_REMATCH[1]}" 1 8000 || die "$v: 1 to 8,000 groups"
-        group_counts+=("${BASH_REMATCH[1]}")
+        g=${BASH_REMATCH[1]}
+        int_in "$g" 1 8000 || die "$v: 1 to 8,000 groups"
+        group_counts+=("$g")
     else
         [[ $v == ipblock || $v == podpeer ]] || die "unknown variant $v (ipblock, podpeer, groups-N)"
     fi

@@ -46,12 +46,53 @@ struct PacketWalker {
 
     /// A new connection's first packet (SYN): mangle FORWARD, then filter FORWARD.
     func newConnection() -> PacketCost {
+        walk(established: false)
+    }
+
+    /// An established packet of a flow not flagged for re-check.
+    func established() -> PacketCost {
+        walk(established: true)
+    }
+
+    /// The built-in FORWARD chains' hooks in mangle, then filter, each entered when its
+    /// matches hold.
+    private func walk(established: Bool) -> PacketCost {
         var cost = PacketCost()
         var mark: UInt32 = 0
-        cost.rules += 1  // mangle FORWARD's hook
+        for table in [TableName.mangle, .filter] {
+            for hook in ruleset.ipv4.hooks where hook.table == table && hook.builtin == "FORWARD" {
+                cost.rules += 1
+                guard hookMatches(hook.matches, established: established, mark: mark) else { continue }
+                if table == .mangle {
+                    tag(&mark, &cost)
+                } else {
+                    _ = run(hook.target, &mark, &cost)
+                }
+            }
+        }
+        return cost
+    }
+
+    /// Whether a hook's matches hold for a packet of a flow not flagged for re-check.
+    private func hookMatches(_ matches: [String], established: Bool, mark: UInt32) -> Bool {
+        if let i = matches.firstIndex(of: "--ctstate") {
+            let negated = matches[i - 1] == "!"
+            return negated ? !established : established
+        }
+        if matches.contains("connmark") { return false }
+        if let i = matches.firstIndex(of: "--mark") {
+            let parts = matches[i + 1].split(separator: "/").map { UInt32($0.dropFirst(2), radix: 16) ?? 0 }
+            let equal = (mark & parts[1]) == parts[0]
+            return matches[i - 1] == "!" ? !equal : equal
+        }
+        return true
+    }
+
+    /// PICKET-MARK-FORWARD for a new connection: the packet gets its pods' group numbers.
+    private func tag(_ mark: inout UInt32, _ cost: inout PacketCost) {
         for rule in chains[Names.markForwardChain] ?? [] {
             cost.rules += 1
-            if rule.contains("--ctstate") { continue }  // not established
+            if rule.contains("--ctstate") || rule.contains("--icmpv6-type") { continue }  // not a reply, not ND
             if let s = rule.firstIndex(of: "--map-set") {
                 cost.lookups += 1
                 let set = sets[rule[s + 1]]
@@ -65,17 +106,6 @@ struct PacketWalker {
                 mark &= ~(ruleset.marks.ingress | ruleset.marks.egress)
             }
         }
-        cost.rules += 1  // filter FORWARD's hook
-        _ = run(Names.forwardChain, &mark, &cost)
-        return cost
-    }
-
-    /// An established packet: the hooks and the rules before the first RETURN.
-    func established() -> PacketCost {
-        var cost = PacketCost()
-        cost.rules += 1 + 1  // mangle hook, its first rule (established, not flagged: RETURN)
-        cost.rules += 1 + 1  // filter hook, its first rule (no group number: RETURN)
-        return cost
     }
 
     /// Runs `chain`; returns "drop", "return" or nil (fell off the end).

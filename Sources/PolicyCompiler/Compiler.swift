@@ -4,12 +4,11 @@
 //
 // The layout (one per family; see README "Rule layout"):
 //
-//   mangle FORWARD -> PICKET-MARK-FORWARD   (inserted first; INPUT alike, egress only)
-//     established, not flagged for re-check -> RETURN            the hot path: 2 native matches
+//   mangle FORWARD, unless established and not flagged for re-check -> PICKET-MARK-FORWARD
 //     clear Picket's mark bits; tag the packet with its source pod's egress group number and its
 //     destination pod's ingress group number: one dispatch-set lookup per direction
-//   filter FORWARD -> PICKET-FORWARD         (inserted first)
-//     no group number -> RETURN                                  established, or no pod isolated
+//     (INPUT alike, egress only)
+//   filter FORWARD, when the packet carries a group number -> PICKET-FORWARD
 //     egress number -> PICKET-EGRESS; ingress number -> PICKET-INGRESS
 //   PICKET-EGRESS / PICKET-INGRESS: a crit-bit tree of `-m mark` chains down to the group chain
 //   (one group = local pods selected by exactly the same policies). A group chain calls each of
@@ -21,7 +20,8 @@
 // FORWARD once and meets the source's egress and the destination's ingress in that one pass.
 // The per-packet cost is constant: two set lookups and a few dozen native compares for a new
 // connection whatever the number of pods, policies and groups (cluster pods are set members,
-// groups are reached by a tree of mark compares), and two native matches for an established one.
+// groups are reached by a tree of mark compares), and three native matches, in the built-in
+// chains, for an established one.
 
 import KubeModel
 
@@ -189,8 +189,7 @@ private struct RulesetBuilder {
         // A flow whose conntrack entry carries the re-check bit was admitted under rules that have
         // since taken access away from one of its ends: its next packet in the original direction
         // is tagged and judged like a new connection. Replies pass until then.
-        let skipEstablished: [[String]] = [
-            ["-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-m", "connmark", "--mark", Self.hex(0, recheck), "-j", "RETURN"],
+        let skipReplies: [[String]] = [
             ["-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "--ctdir", "REPLY", "-j", "RETURN"],
         ]
         // IPv6 neighbour discovery is not tracked by conntrack and is what ARP is to IPv4 (which
@@ -210,30 +209,41 @@ private struct RulesetBuilder {
         }
         let markForward = Chain(
             name: Names.markForwardChain,
-            rules: skipEstablished + discovery + clear + [Direction.egress, .ingress].filter(mapping.contains).map(map) + stopRechecking,
+            rules: skipReplies + discovery + clear + [Direction.egress, .ingress].filter(mapping.contains).map(map) + stopRechecking,
             table: .mangle)
         let markInput = Chain(
             name: Names.markInputChain,
-            rules: skipEstablished + discovery + clear + (mapping.contains(.egress) ? [map(.egress)] : []) + stopRechecking,
+            rules: skipReplies + discovery + clear + (mapping.contains(.egress) ? [map(.egress)] : []) + stopRechecking,
             table: .mangle)
         // Admitted in every direction that applied: stop re-checking the flow.
         let admittedAll = ["-m", "connmark", "--mark", Self.hex(recheck, recheck), "-j", "CONNMARK", "--set-xmark", Self.hex(0, recheck)]
         let forward = Chain(name: Names.forwardChain, rules: [
-            ["-m", "mark", "--mark", Self.hex(0, fields), "-j", "RETURN"],
             ["-m", "mark", "!", "--mark", Self.hex(0, marks.egress), "-j", Names.egressChain],
             ["-m", "mark", "!", "--mark", Self.hex(0, marks.ingress), "-j", Names.ingressChain],
             admittedAll,
         ])
         let input = Chain(name: Names.inputChain, rules: [
-            admitted(.egress) + ["-j", "RETURN"],
             ["-j", Names.egressChain],
             admittedAll,
         ])
+        // The hooks decide, in the built-in chain, whether a packet needs Picket at all: an
+        // established packet of a flow not flagged for re-check walks two rules in mangle and one
+        // in filter, and enters none of Picket's chains.
+        let untracked = ["-m", "conntrack", "!", "--ctstate", "RELATED,ESTABLISHED"]
+        let flagged = ["-m", "connmark", "--mark", Self.hex(recheck, recheck)]
         let hooks = [
-            Hook(table: .filter, builtin: "FORWARD", target: Names.forwardChain, comment: "picket: NetworkPolicy for pod traffic"),
-            Hook(table: .filter, builtin: "INPUT", target: Names.inputChain, comment: "picket: NetworkPolicy egress from pods to this node"),
-            Hook(table: .mangle, builtin: "FORWARD", target: Names.markForwardChain, comment: "picket: tag new pod connections with their policy groups"),
-            Hook(table: .mangle, builtin: "INPUT", target: Names.markInputChain, comment: "picket: tag new connections from pods to this node"),
+            Hook(table: .filter, builtin: "FORWARD", target: Names.forwardChain, comment: "picket: NetworkPolicy for pod traffic",
+                 matches: ["-m", "mark", "!", "--mark", Self.hex(0, fields)]),
+            Hook(table: .filter, builtin: "INPUT", target: Names.inputChain, comment: "picket: NetworkPolicy egress from pods to this node",
+                 matches: ["-m", "mark", "!", "--mark", Self.hex(0, marks.egress)]),
+            Hook(table: .mangle, builtin: "FORWARD", target: Names.markForwardChain,
+                 comment: "picket: tag new pod connections with their policy groups", matches: untracked),
+            Hook(table: .mangle, builtin: "FORWARD", target: Names.markForwardChain,
+                 comment: "picket: tag flows flagged for re-check", matches: flagged),
+            Hook(table: .mangle, builtin: "INPUT", target: Names.markInputChain,
+                 comment: "picket: tag new connections from pods to this node", matches: untracked),
+            Hook(table: .mangle, builtin: "INPUT", target: Names.markInputChain,
+                 comment: "picket: tag flows flagged for re-check", matches: flagged),
         ]
         return ([forward, input, markForward, markInput], hooks)
     }

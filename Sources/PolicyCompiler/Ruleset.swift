@@ -238,17 +238,21 @@ public struct Hook: Hashable, Sendable {
     public var target: String
     /// Why the jump exists (rendered as an iptables comment).
     public var comment: String
+    /// Matches the jump is taken on (empty: every packet). Packets that need nothing of
+    /// Picket's (established flows) are kept out of its chains here, in the built-in chain.
+    public var matches: [String]
 
     /// Creates a hook.
-    public init(table: TableName = .filter, builtin: String, target: String, comment: String) {
+    public init(table: TableName = .filter, builtin: String, target: String, comment: String, matches: [String] = []) {
         self.table = table
         self.builtin = builtin
         self.target = target
         self.comment = comment
+        self.matches = matches
     }
 
-    /// The rule's words after `-I BUILTIN 1`.
-    public var rule: [String] { ["-m", "comment", "--comment", comment, "-j", target] }
+    /// The rule's words after `-I BUILTIN N`.
+    public var rule: [String] { matches + ["-m", "comment", "--comment", comment, "-j", target] }
 }
 
 extension Array where Element: Equatable {

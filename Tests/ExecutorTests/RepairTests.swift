@@ -58,8 +58,8 @@ struct Tamper: CustomTestStringConvertible, Sendable {
             command: { _ in ["iptables", "-t", "mangle", "-D", "FORWARD", "1"] },
             report: { _ in ["hooks inserted: ipv4 mangle FORWARD, INPUT"] }),
         Tamper(
-            name: "(i) the dispatch-set lookup removed from PICKET-MARK-FORWARD",
-            command: { _ in ["iptables", "-t", "mangle", "-D", "PICKET-MARK-FORWARD", "5"] },
+            name: "(i) PICKET-MARK-FORWARD flushed (no dispatch-set lookup: nothing isolated)",
+            command: { _ in ["iptables", "-t", "mangle", "-F", "PICKET-MARK-FORWARD"] },
             report: { _ in ["chain written: ipv4 PICKET-MARK-FORWARD"] }),
     ]
 }

@@ -98,7 +98,7 @@ func makePolicy(_ namespace: String, _ name: String, _ tweak: (inout NetworkPoli
             }
         }
         let forward = table.chains.first { $0.name == Names.forwardChain }!
-        #expect(forward.rules.map { $0.last! } == ["RETURN", Names.egressChain, Names.ingressChain, "0x0/0x10000"])
+        #expect(forward.rules.map { $0.last! } == [Names.egressChain, Names.ingressChain, "0x0/0x10000"])
         // Dispatch chains goto the group chain, so its RETURN resumes PICKET-FORWARD.
         let egress = table.chains.first { $0.name == Names.egressChain }!
         #expect(egress.rules.contains { $0.contains("-g") })

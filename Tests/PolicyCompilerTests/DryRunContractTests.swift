@@ -101,7 +101,8 @@ import Testing
         }
         for line in result.stdout.split(separator: "\n") {
             let ok = line.hasPrefix("#") || line == "*filter" || line == "*mangle" || line.hasPrefix(":PICKET-") || line.hasPrefix("-A PICKET-")
-                || line.hasPrefix("-I FORWARD 1 ") || line.hasPrefix("-I INPUT 1 ") || line == "COMMIT"
+                || line.hasPrefix("-I FORWARD 1 ") || line.hasPrefix("-I INPUT 1 ")
+                || line.hasPrefix("-I FORWARD 2 ") || line.hasPrefix("-I INPUT 2 ") || line == "COMMIT"
                 || line.hasPrefix("create picket-") || line.hasPrefix("add picket-")
             #expect(ok, "\(line)")
         }

@@ -82,7 +82,9 @@ import Testing
             let result = try ns.exec([tool, "--noflush"], stdin: text)
             #expect(result.status == 0, "\(tool): \(result.stderr)")
             let save = try ns.exec([tool.replacingOccurrences(of: "-restore", with: "-save"), "-t", "filter"])
-            #expect(save.stdout.contains("-A FORWARD -m comment --comment \"picket: NetworkPolicy for pod traffic\" -j PICKET-FORWARD"))
+            #expect(save.stdout.contains("-A FORWARD -m mark ! --mark 0x0/0xffff0000 -m comment --comment \"picket: NetworkPolicy for pod traffic\" -j PICKET-FORWARD"))
+            let mangle = try ns.exec([tool.replacingOccurrences(of: "-restore", with: "-save"), "-t", "mangle"])
+            #expect(mangle.stdout.contains("-j PICKET-MARK-FORWARD"))
         }
     }
 }
