@@ -95,7 +95,7 @@ let package = Package(
         ),
         .testTarget(
             name: "KubeModelTests",
-            dependencies: ["KubeModel"],
+            dependencies: ["KubeModel", .product(name: "Yams", package: "Yams")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

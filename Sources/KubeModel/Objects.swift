@@ -193,36 +193,62 @@ extension Pod: Decodable {
         let meta = try c.decode(ObjectMeta.self, forKey: .metadata)
         let spec = try c.decodeIfPresent(Spec.self, forKey: .spec)
         let status = try c.decodeIfPresent(Status.self, forKey: .status)
-        var ports: [ContainerPort] = []
         // Restartable init containers ("sidecars") can declare ports too.
-        for container in (spec?.containers ?? []) + (spec?.initContainers ?? []) {
-            for port in container.ports ?? [] {
-                let proto: TransportProtocol
-                if let raw = port.protocol {
-                    guard let parsed = TransportProtocol(rawValue: raw) else {
-                        throw DecodingError.dataCorrupted(.init(
-                            codingPath: [CodingKeys.spec], debugDescription: "container port protocol \"\(raw)\" is not TCP, UDP or SCTP"))
-                    }
-                    proto = parsed
-                } else {
-                    proto = .tcp
-                }
-                ports.append(ContainerPort(name: port.name, number: port.containerPort, proto: proto))
-            }
+        let ports = ((spec?.containers ?? []) + (spec?.initContainers ?? [])).flatMap { container in
+            (container.ports ?? []).map { WrittenPort(name: $0.name, number: $0.containerPort, protocol: $0.protocol) }
         }
-        var rawIPs = status?.podIPs?.map(\.ip) ?? []
-        if rawIPs.isEmpty, let single = status?.podIP, !single.isEmpty { rawIPs = [single] }
+        let written = Pod.assemble(
+            meta: meta, nodeName: spec?.nodeName, hostNetwork: spec?.hostNetwork, ports: ports,
+            podIPs: status?.podIPs?.map(\.ip), podIP: status?.podIP, phase: status?.phase)
+        switch written {
+        case .success(let pod):
+            self = pod
+        case .failure(let error):
+            let key: CodingKeys = error.field == "spec" ? .spec : .status
+            throw DecodingError.dataCorrupted(.init(codingPath: [key], debugDescription: error.reason))
+        }
+    }
+}
+
+extension Pod {
+    /// A container port as written: protocol not yet checked.
+    struct WrittenPort {
+        var name: String?
+        var number: Int
+        var `protocol`: String?
+    }
+
+    /// Builds a pod from its written fields, with the checks every decoder shares: protocols
+    /// must be TCP, UDP or SCTP, addresses must parse. The error's field is `spec` or `status`.
+    static func assemble(
+        meta: ObjectMeta, nodeName: String?, hostNetwork: Bool?, ports written: [WrittenPort],
+        podIPs: [String]?, podIP: String?, phase: String?
+    ) -> Result<Pod, FieldError> {
+        var ports: [ContainerPort] = []
+        ports.reserveCapacity(written.count)
+        for port in written {
+            let proto: TransportProtocol
+            if let raw = port.protocol {
+                guard let parsed = TransportProtocol(rawValue: raw) else {
+                    return .failure(FieldError(field: "spec", reason: "container port protocol \"\(raw)\" is not TCP, UDP or SCTP"))
+                }
+                proto = parsed
+            } else {
+                proto = .tcp
+            }
+            ports.append(ContainerPort(name: port.name, number: port.number, proto: proto))
+        }
+        var rawIPs = podIPs ?? []
+        if rawIPs.isEmpty, let single = podIP, !single.isEmpty { rawIPs = [single] }
         var ips: [IPAddress] = []
         for raw in rawIPs {
             guard let ip = IPAddress(raw) else {
-                throw DecodingError.dataCorrupted(.init(
-                    codingPath: [CodingKeys.status], debugDescription: "status.podIPs: \"\(raw)\" is not an IP address"))
+                return .failure(FieldError(field: "status", reason: "status.podIPs: \"\(raw)\" is not an IP address"))
             }
             if !ips.contains(ip) { ips.append(ip) }
         }
-        self.init(
+        return .success(Pod(
             namespace: meta.namespace ?? "default", name: meta.name, labels: meta.labels,
-            nodeName: spec?.nodeName, hostNetwork: spec?.hostNetwork ?? false, ports: ports, ips: ips,
-            phase: status?.phase)
+            nodeName: nodeName, hostNetwork: hostNetwork ?? false, ports: ports, ips: ips, phase: phase))
     }
 }
