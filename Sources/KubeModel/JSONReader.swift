@@ -375,13 +375,18 @@ struct JSONReader {
         while true {
             // Fast path: eight plain ASCII bytes at a time (no quote, backslash, control or high bit).
             while position + 8 <= count {
-                let w = UnsafeRawPointer(bytes + position).loadUnaligned(as: UInt64.self)
+                // Little-endian order: the first byte is the lowest (for trailingZeroBitCount below).
+                let w = UInt64(littleEndian: UnsafeRawPointer(bytes + position).loadUnaligned(as: UInt64.self))
                 let ones: UInt64 = 0x0101_0101_0101_0101
                 let high: UInt64 = 0x8080_8080_8080_8080
                 let quote = w ^ (ones &* 0x22)
                 let slash = w ^ (ones &* 0x5C)
-                let special = ((quote &- ones) & ~quote) | ((slash &- ones) & ~slash) | (w &- ones &* 0x20) | w
-                if special & high != 0 { break }
+                let special = (((quote &- ones) & ~quote) | ((slash &- ones) & ~slash) | (w &- ones &* 0x20) | w) & high
+                if special != 0 {
+                    // Borrows only flag bytes after a special one, so the lowest flag is exact.
+                    position += special.trailingZeroBitCount >> 3
+                    break
+                }
                 position += 8
             }
             guard position < count else { throw syntaxError("unexpected end of input inside a string") }

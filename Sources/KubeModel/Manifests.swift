@@ -131,8 +131,8 @@ public enum ManifestDecoder {
         return i < bytes.count && (bytes[i] == UInt8(ascii: "{") || bytes[i] == UInt8(ascii: "["))
     }
 
-    /// Decodes YAML with Yams (JSON is YAML too, but slow this way).
-    static func decodeYAML(_ text: String, source: String) -> ManifestSet {
+    /// Decodes YAML with Yams, whatever the text looks like (JSON is YAML too, but slow this way).
+    public static func decodeYAML(_ text: String, source: String) -> ManifestSet {
         var set = ManifestSet()
         do {
             var index = 0
