@@ -16,6 +16,17 @@
 // Duplicate keys behave as in Go's encoding/json (which Kubernetes clients use): a later scalar
 // or array replaces an earlier one, a later object is merged into the earlier one field by field.
 
+/// Where an object is in its input, for issues about objects without a name: `document 2` or
+/// `document 1 items[7]`. Rendered only when an issue needs it.
+struct JSONLocation: CustomStringConvertible {
+    /// The document, or the List the object is an item of.
+    var parent: String
+    /// The index in the List's items.
+    var item: Int?
+
+    var description: String { item.map { "\(parent) items[\($0)]" } ?? parent }
+}
+
 /// One step of a field path: a key or an index.
 enum JSONPathItem {
     case key(String)
@@ -34,7 +45,7 @@ extension ManifestDecoder {
             while !reader.isAtEnd() {
                 index += 1
                 var document = ManifestSet()
-                _ = try reader.decodeManifest(location: "document \(index)", inferredKind: nil, source: source, into: &document)
+                _ = try reader.decodeManifest(location: JSONLocation(parent: "document \(index)"), inferredKind: nil, source: source, into: &document)
                 set.append(contentsOf: document)
             }
         } catch {
@@ -45,6 +56,32 @@ extension ManifestDecoder {
 }
 
 // MARK: - objects
+
+/// Where a `spec` or `status` value starts, and the kind it was read as (nil: skipped).
+private struct SectionRecord {
+    var isSpec: Bool
+    var offset: Int
+    var readAs: String?
+}
+
+/// The sections of one object: two inline (the usual spec and status), more in an array.
+private struct SectionRecords {
+    var first: SectionRecord?
+    var second: SectionRecord?
+    var more: [SectionRecord] = []
+
+    mutating func append(_ record: SectionRecord) {
+        if first == nil { first = record } else if second == nil { second = record } else { more.append(record) }
+    }
+
+    /// The records read as another kind than `kind` (or skipped), in input order; usually none,
+    /// and then nothing is allocated.
+    func all(readOtherThan kind: String) -> [SectionRecord] {
+        func stale(_ record: SectionRecord?) -> Bool { record.map { $0.readAs != kind } ?? false }
+        guard stale(first) || stale(second) || more.contains(where: { $0.readAs != kind }) else { return [] }
+        return ([first, second].compactMap { $0 } + more).filter { $0.readAs != kind }
+    }
+}
 
 /// The parts of `metadata` Picket reads, as found.
 private struct MetaParts {
@@ -72,7 +109,7 @@ extension JSONReader {
     /// Decodes the object at the position (an item of a List when `inferredKind` is set) into
     /// `set`. Returns whether the object named its own `kind`.
     mutating func decodeManifest(
-        location: String, inferredKind: String?, level: Int = 0, source: String, into set: inout ManifestSet
+        location: JSONLocation, inferredKind: String?, level: Int = 0, source: String, into set: inout ManifestSet
     ) throws(JSONSyntaxError) -> Bool {
         switch try peekType() {
         case .object:
@@ -81,7 +118,7 @@ extension JSONReader {
             try readNull()
             return false
         default:
-            set.issues.append(ManifestIssue(severity: .error, source: source, object: location, message: "is not an object (a mapping)"))
+            set.issues.append(ManifestIssue(severity: .error, source: source, object: location.description, message: "is not an object (a mapping)"))
             try skipValue()
             return false
         }
@@ -91,7 +128,7 @@ extension JSONReader {
         var pod = PodParts()
         var policySpec: NetworkPolicy.Spec?
         var policyFailure: FieldError?
-        var sections: [(isSpec: Bool, offset: Int, readAs: String?)] = []
+        var sections = SectionRecords()
         var itemsOffset: Int?
         var items: ManifestSet?  // decoded before `kind` was known, on the assumption of a List
         var itemsComplete = true  // every item of `items` named its kind
@@ -131,7 +168,7 @@ extension JSONReader {
                 // below if `kind` turns out to be another one.
                 let isSpec = key.is("spec")
                 let readAs = kind ?? inferredKind
-                sections.append((isSpec, r.position, readAs))
+                sections.append(SectionRecord(isSpec: isSpec, offset: r.position, readAs: readAs))
                 if let readAs {
                     try section(&r, isSpec: isSpec, kind: readAs)
                 } else {
@@ -147,10 +184,11 @@ extension JSONReader {
                 let itemKind = listKind.flatMap { $0 == "List" ? nil : String($0.dropLast(4)) }
                 var decoded = ManifestSet()
                 var complete = true
+                let listLocation = location.description
                 try r.readArray { r, i throws(JSONSyntaxError) in
                     if try r.peekType() == .null { return try r.readNull() }
                     let named = try r.decodeManifest(
-                        location: "\(location) items[\(i)]", inferredKind: itemKind, level: level + 1, source: source, into: &decoded)
+                        location: JSONLocation(parent: listLocation, item: i), inferredKind: itemKind, level: level + 1, source: source, into: &decoded)
                     if !named && listKind == nil { complete = false }
                 }
                 items = decoded
@@ -161,9 +199,11 @@ extension JSONReader {
         }
 
         let kindOrInferred = kind ?? inferredKind
-        let object = ManifestDecoder.objectName(kind: kindOrInferred, name: meta.name, namespace: meta.namespace, fallback: location)
+        var object: String {
+            ManifestDecoder.objectName(kind: kindOrInferred, name: meta.name, namespace: meta.namespace, fallback: location.description)
+        }
         guard let kindOrInferred else {
-            set.issues.append(ManifestIssue(severity: .error, source: source, object: location, field: "kind", message: "is missing"))
+            set.issues.append(ManifestIssue(severity: .error, source: source, object: location.description, field: "kind", message: "is missing"))
             return false
         }
         if kindOrInferred.hasSuffix("List"), let itemsOffset {
@@ -183,18 +223,19 @@ extension JSONReader {
                 }
                 // Typed lists from the API (PodList) may omit kind on their items.
                 let itemKind = kindOrInferred == "List" ? nil : String(kindOrInferred.dropLast(4))
+                let listLocation = location.description
                 try again.readArray { r, i throws(JSONSyntaxError) in
                     _ = try r.decodeManifest(
-                        location: "\(location) items[\(i)]", inferredKind: itemKind, level: level + 1, source: source, into: &set)
+                        location: JSONLocation(parent: listLocation, item: i), inferredKind: itemKind, level: level + 1, source: source, into: &set)
                 }
             }
             return kind != nil
         }
-        for (isSpec, offset, readAs) in sections where readAs != kindOrInferred {
+        for record in sections.all(readOtherThan: kindOrInferred) {
             var again = self
-            again.position = offset
+            again.position = record.offset
             again.depth = innerDepth
-            try section(&again, isSpec: isSpec, kind: kindOrInferred)
+            try section(&again, isSpec: record.isSpec, kind: kindOrInferred)
         }
 
         func fail(_ failure: FieldError) {

@@ -211,10 +211,10 @@ public enum ManifestDecoder {
     }
 
     /// The note for a NetworkPolicy of another apiVersion than networking.k8s.io/v1.
-    static func apiVersionNote(_ apiVersion: String, source: String, object: String) -> ManifestIssue? {
+    static func apiVersionNote(_ apiVersion: String, source: String, object: @autoclosure () -> String) -> ManifestIssue? {
         guard apiVersion != "networking.k8s.io/v1" && !apiVersion.isEmpty else { return nil }
         return ManifestIssue(
-            severity: .note, source: source, object: object,
+            severity: .note, source: source, object: object(),
             message: "apiVersion \(apiVersion) is read as networking.k8s.io/v1 (same fields)")
     }
 
