@@ -6,7 +6,7 @@ DEBIAN_DEPS  := iptables ipset libipset-dev libnetfilter-conntrack-dev libcurl4-
 NODE         ?= node-a
 DEMO         ?= Fixtures/demo/input
 
-.PHONY: all deps build run test fuzz golden bench clean
+.PHONY: all deps build run test fuzz fuzz-json golden bench clean
 
 all: build
 
@@ -41,9 +41,21 @@ test: deps
 # Many more random clusters and policies, each checked kernel vs evaluator (root). A failing
 # case prints PICKET_FUZZ_SEED=... to replay it; FUZZ_SEED picks a new series.
 FUZZ_CASES ?= 200
-fuzz: deps
+fuzz: deps fuzz-json
 	$(SWIFT) build --build-tests
 	PICKET_FUZZ_CASES=$(FUZZ_CASES) $(if $(FUZZ_SEED),PICKET_FUZZ_SEED=$(FUZZ_SEED)) $(SWIFT) test --skip-build --filter FuzzTests
+
+# libFuzzer over the JSON manifest path, seeded from every Fixtures input converted to JSON, for
+# FUZZ_JSON_SECONDS; a crash leaves crash-* in .build-fuzz/json-findings and fails the target.
+# Replay one with `picket-fuzz-json FILE` (normal build).
+FUZZ_JSON_SECONDS ?= 60
+fuzz-json: deps
+	$(SWIFT) build --product picket-fuzz-json
+	rm -rf .build-fuzz/json-seeds && mkdir -p .build-fuzz/json-corpus .build-fuzz/json-findings
+	$$($(SWIFT) build --show-bin-path)/picket-fuzz-json seeds .build-fuzz/json-seeds Fixtures
+	$(SWIFT) build --scratch-path .build-fuzz -c release --product picket-fuzz-json -Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING
+	.build-fuzz/release/picket-fuzz-json -max_total_time=$(FUZZ_JSON_SECONDS) -max_len=65536 -timeout=10 \
+	  -artifact_prefix=.build-fuzz/json-findings/ .build-fuzz/json-corpus .build-fuzz/json-seeds
 
 # Re-record every golden file from the current compiler, then check them.
 golden: deps

@@ -34,9 +34,9 @@ enum JSONPathItem {
 }
 
 extension ManifestDecoder {
-    /// Decodes JSON bytes: every top-level value in turn. A syntax error ends the input; the
-    /// values before it are kept, the one it is in is dropped.
-    static func decodeJSON(_ bytes: UnsafeRawBufferPointer, source: String) -> ManifestSet {
+    /// Decodes JSON bytes (a file, an API response): every top-level value in turn. A syntax
+    /// error ends the input; the values before it are kept, the one it is in is dropped.
+    public static func decodeJSON(_ bytes: UnsafeRawBufferPointer, source: String) -> ManifestSet {
         var reader = JSONReader(bytes)
         if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { reader.position = 3 }
         var set = ManifestSet()
