@@ -53,7 +53,7 @@ fuzz-json: deps
 	$(SWIFT) build --product picket-fuzz-json
 	rm -rf .build-fuzz/json-seeds && mkdir -p .build-fuzz/json-corpus .build-fuzz/json-findings
 	$$($(SWIFT) build --show-bin-path)/picket-fuzz-json seeds .build-fuzz/json-seeds Fixtures
-	$(SWIFT) build --scratch-path .build-fuzz -c release --product picket-fuzz-json -Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING
+	$(SWIFT) build --scratch-path .build-fuzz -c release --product picket-fuzz-json -Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING -Xlinker --export-dynamic
 	.build-fuzz/release/picket-fuzz-json -max_total_time=$(FUZZ_JSON_SECONDS) -max_len=65536 -timeout=10 \
 	  -artifact_prefix=.build-fuzz/json-findings/ .build-fuzz/json-corpus .build-fuzz/json-seeds
 

@@ -23,19 +23,24 @@ public func fuzzJSON(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
 
 #if FUZZING
 // SwiftPM links an executable's entry as `<module>_main` (aliased to `main`), so libFuzzer's own
-// `main` is not used: this entry hands control to libFuzzer's driver.
-@_silgen_name("LLVMFuzzerRunDriver")
-func runFuzzerDriver(
-    _ argc: UnsafeMutablePointer<Int32>,
-    _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
-    _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32
+// `main` is not used: this entry hands control to libFuzzer's driver, a C function looked up by
+// name (the build exports the executable's symbols) so that it is called as C.
+typealias FuzzerDriver = @convention(c) (
+    UnsafeMutablePointer<Int32>,
+    UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
+    @convention(c) (UnsafePointer<UInt8>?, Int) -> Int32
 ) -> Int32
 
 @_cdecl("picket_fuzz_json_main")
 func fuzzerMain(_ argc: Int32, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32 {
+    guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "LLVMFuzzerRunDriver") else {
+        FileHandle.standardError.write(Data("picket-fuzz-json: libFuzzer's driver is not linked (build with -sanitize=fuzzer)\n".utf8))
+        return 2
+    }
+    let driver = unsafeBitCast(symbol, to: FuzzerDriver.self)
     var argc = argc
     var argv = argv
-    return runFuzzerDriver(&argc, &argv) { data, size in fuzzJSON(data, size) }
+    return driver(&argc, &argv) { data, size in fuzzJSON(data, size) }
 }
 #else
 @main

@@ -35,15 +35,12 @@ struct JSONKey {
     func `is`(_ name: StaticString) -> Bool {
         if let decoded { return decoded == name.description }
         guard raw.count == name.utf8CodeUnitCount else { return false }
-        return memcmp(raw.baseAddress!, name.utf8Start, raw.count) == 0
+        return JSONReader.equal(raw.baseAddress!, name.utf8Start, count: raw.count)
     }
 
     /// The key as a String.
     var string: String { decoded ?? String(decoding: raw, as: UTF8.self) }
 }
-
-@_silgen_name("memcmp")
-private func memcmp(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer, _ n: Int) -> Int32
 
 /// The JSON type of the next value.
 enum JSONType: Equatable {
@@ -80,6 +77,13 @@ struct JSONReader {
             bytes = UnsafePointer(Self.empty)
             count = 0
         }
+    }
+
+    /// Whether `count` bytes at `a` and `b` are equal (keys and literals are short).
+    @inline(__always)
+    static func equal(_ a: UnsafePointer<UInt8>, _ b: UnsafePointer<UInt8>, count: Int) -> Bool {
+        for i in 0..<count where a[i] != b[i] { return false }
+        return true
     }
 
     // MARK: errors
@@ -286,7 +290,7 @@ struct JSONReader {
 
     private mutating func literal(_ word: StaticString) throws(JSONSyntaxError) {
         let n = word.utf8CodeUnitCount
-        guard position + n <= count, memcmp(bytes + position, word.utf8Start, n) == 0 else {
+        guard position + n <= count, Self.equal(bytes + position, word.utf8Start, count: n) else {
             throw syntaxError("invalid literal, expected \(word)")
         }
         position += n

@@ -25,7 +25,8 @@ import Testing
             }
             json = converted
         }
-        #expect(ManifestDecoder.isJSON(UnsafeRawBufferPointer(start: json, count: json.utf8.count)) || json.isEmpty)
+        var bytes = json
+        #expect(bytes.withUTF8 { ManifestDecoder.isJSON(UnsafeRawBufferPointer($0)) } || json.isEmpty)
         let viaJSON = ManifestDecoder.decode(json, source: "f")
         #expect(viaJSON.namespaces == viaYAML.namespaces)
         #expect(viaJSON.pods == viaYAML.pods)
