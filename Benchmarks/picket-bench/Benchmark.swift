@@ -16,11 +16,11 @@ struct BenchOptions {
     var applyRuns = 3
     /// Run only the decode benchmark (`--decode`).
     var decodeOnly = false
-    /// Where the decode benchmark writes its PodList (`--export-json PATH`).
+    /// Where the decode benchmark writes its inputs (`--export-json DIR`).
     var exportJSON: String?
 
     static let usage = """
-        usage: picket-bench [--sizes 1k,10k,50k] [--runs N] [--apply-runs N] [--decode] [--export-json PATH]
+        usage: picket-bench [--sizes 1k,10k,50k] [--runs N] [--apply-runs N] [--decode] [--export-json DIR]
 
         Compiles synthetic clusters (1k pods/100 policies, 10k/2k, 50k/10k; 110 pods per node)
         for node-0 and reports snapshot, compile and render times (medians), rules, set members,
@@ -33,7 +33,9 @@ struct BenchOptions {
           --decode          only the decode benchmark: a PodList of 10,000 real-shaped pods (~6 KB
                             each) through Picket's JSON path, JSONDecoder and Yams (a sample), then
                             read + compile of the 10k/2k cluster exported as one JSON List
-          --export-json PATH  also write that PodList to PATH (for other tools)
+          --export-json DIR also write the PodList (pods.json) and the cluster as Lists
+                            (cluster-lean.json, cluster.json) into DIR, e.g. to time
+                            `picket dry-run --node node-0 --from DIR/cluster.json`
         """
 
     /// Parses the arguments (without the program name), or says what is wrong.
@@ -57,7 +59,7 @@ struct BenchOptions {
             case "--decode":
                 options.decodeOnly = true
             case "--export-json":
-                guard let value = rest.popFirst() else { return .failure(BenchUsageError(message: "--export-json needs a path")) }
+                guard let value = rest.popFirst() else { return .failure(BenchUsageError(message: "--export-json needs a directory")) }
                 options.exportJSON = value
             case "--runs", "--apply-runs":
                 guard let value = rest.popFirst(), let n = Int(value), n >= (argument == "--runs" ? 1 : 0), n <= 1000 else {

@@ -179,7 +179,8 @@ struct DecodeBench {
     var yamsPods = 200
     /// Timed runs of the fast readers.
     var runs = 5
-    /// Where to write the PodList for outside tools, if anywhere.
+    /// A directory to write the inputs into for outside tools (`pods.json`, the PodList;
+    /// `cluster-lean.json` and `cluster.json`, the 10k cluster as Lists), if any.
     var exportPath: String?
 
     /// Runs the decode benchmark and prints its tables; returns false when a reader failed.
@@ -189,11 +190,15 @@ struct DecodeBench {
         let cluster = generator.cluster(size)
         let podList = ClusterExport.podList(cluster, count: pods)
         if let exportPath {
+            let directory = URL(fileURLWithPath: exportPath)
             do {
-                try Data(podList).write(to: URL(fileURLWithPath: exportPath))
-                print("wrote \(Format.bytes(podList.count)) PodList to \(exportPath)")
+                try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+                try Data(podList).write(to: directory.appendingPathComponent("pods.json"))
+                try Data(ClusterExport.list(cluster, realShaped: false)).write(to: directory.appendingPathComponent("cluster-lean.json"))
+                try Data(ClusterExport.list(cluster, realShaped: true)).write(to: directory.appendingPathComponent("cluster.json"))
+                print("wrote pods.json, cluster-lean.json and cluster.json to \(exportPath)")
             } catch {
-                printErr("picket-bench: error: writing \(exportPath): \(error)")
+                printErr("picket-bench: error: writing into \(exportPath): \(error)")
                 return false
             }
         }
