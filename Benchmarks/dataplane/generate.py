@@ -19,6 +19,11 @@ Writes into OUT:
   kr-podpeer.ipset            to last, the server last), each KR-POD-n chain holding conntrack
                               RELATED,ESTABLISHED accept, the three ipBlock rules, the variant's
                               client rule and a DROP; not hooked (run.sh hooks it from FORWARD)
+  groups-G/cluster.yaml       variant "groups-G" (--groups G,...): the seed's policy in EVERY
+  groups-G/policies.yaml      namespace, G-1 namespaces with one pod each on bench-node plus the
+  kr-groups-G.iptables        test group in namespace `bench` (its own seed policy and the client
+                              rule): G ingress groups on the measured node at least, the other
+                              pods spread over those namespaces on other nodes; and its per-pod list
   topology.env                addresses and counts, sourced by run.sh
 
 Deterministic: a fixed seed drives the "scheduler" shuffle, so every run generates the same bytes.
@@ -38,7 +43,7 @@ def node_cidr(index):
     return "10.%d.%d" % (244 + index // 256, index % 256)
 
 
-def pod_yaml(name, labels, node, ip):
+def pod_yaml(name, labels, node, ip, namespace=NAMESPACE):
     label_text = ", ".join("%s: %s" % (k, v) for k, v in labels.items())
     return (
         "- apiVersion: v1\n"
@@ -48,11 +53,11 @@ def pod_yaml(name, labels, node, ip):
         "    nodeName: %s\n"
         "    containers: [{name: nginx, image: nginx, ports: [{name: http, containerPort: 80, protocol: TCP}]}]\n"
         "  status: {phase: Running, podIP: %s, podIPs: [{ip: %s}]}\n"
-    ) % (name, NAMESPACE, label_text, node, ip, ip)
+    ) % (name, namespace, label_text, node, ip, ip)
 
 
-def seed_policy():
-    """The seed's policy, verbatim in meaning: every pod of default, ipBlock on 9090/8080/80."""
+def seed_policy(namespace=NAMESPACE):
+    """The seed's policy, verbatim in meaning: every pod of a namespace, ipBlock on 9090/8080/80."""
     rules = "".join(
         "  - from:\n"
         "    - ipBlock: {cidr: %s}\n"
@@ -67,11 +72,11 @@ def seed_policy():
         "spec:\n"
         "  podSelector: {}\n"
         "  policyTypes: [Ingress]\n"
-        "  ingress:\n%s" % (NAMESPACE, rules)
+        "  ingress:\n%s" % (namespace, rules)
     )
 
 
-def allow_policy(name, selector, peer):
+def allow_policy(name, selector, peer, namespace=NAMESPACE):
     return (
         "apiVersion: networking.k8s.io/v1\n"
         "kind: NetworkPolicy\n"
@@ -83,7 +88,7 @@ def allow_policy(name, selector, peer):
         "  - from:\n"
         "    - podSelector: %s\n"
         "    ports:\n"
-        "    - {protocol: TCP, port: 80}\n" % (name, NAMESPACE, selector, peer)
+        "    - {protocol: TCP, port: 80}\n" % (name, namespace, selector, peer)
     )
 
 
@@ -108,6 +113,44 @@ def kr_layout(pods, client_rule, tested):
     return "\n".join(lines) + "\n", len(pods) + rules
 
 
+def write_groups_variant(out, groups, interference, server, client, bench_node):
+    """The seed's policy in every namespace: G-1 namespaces with one pod on bench-node each (the
+    rest of their pods elsewhere) and the test group in namespace `bench`."""
+    if groups < 1 or groups > 16000:
+        raise SystemExit("--groups: %d not in 1..16000" % groups)
+    sub = os.path.join(out, "groups-%d" % groups)
+    os.makedirs(sub, exist_ok=True)
+    others = groups - 1
+    placed = []  # (name, ip, labels, node, namespace)
+    for name, ip, labels in (server, client):
+        placed.append((name, ip, labels, bench_node, "bench"))
+    # Local pods: one per namespace, in 10.250.0.0/16 (addresses the bench node never routes).
+    for n in range(others):
+        placed.append(("local-%d" % n, "10.250.%d.%d" % (n // 250, n % 250 + 2), {"app": "local", "role": "nginx"},
+                       bench_node, "ns-%d" % n))
+    # The cluster's other pods, on other nodes, spread over the same namespaces (or `default`).
+    for i, (name, labels) in enumerate(interference):
+        namespace = "ns-%d" % (i % others) if others else NAMESPACE
+        placed.append((name, "10.251.%d.%d" % (i // 250, i % 250 + 2), labels, "node-%d" % (1 + i // 110), namespace))
+    namespaces = sorted(set(p[4] for p in placed))
+    with open(os.path.join(sub, "cluster.yaml"), "w") as f:
+        f.write("apiVersion: v1\nkind: List\nitems:\n")
+        for namespace in namespaces:
+            f.write("- apiVersion: v1\n  kind: Namespace\n"
+                    "  metadata: {name: %s, labels: {kubernetes.io/metadata.name: %s}}\n" % (namespace, namespace))
+        for name, ip, labels, node, namespace in placed:
+            f.write(pod_yaml(name, labels, node, ip, namespace))
+    with open(os.path.join(sub, "policies.yaml"), "w") as f:
+        f.write("\n---\n".join([seed_policy(namespace) for namespace in namespaces]
+                                + [allow_policy("allow-bench-client", "{matchLabels: {app: bench}}",
+                                                "{matchLabels: {bench-role: client}}", namespace="bench")]))
+        f.write("\n")
+    kr_pods = [(n, ip, l) for n, ip, l, _, _ in placed[2:]] + [client, server]
+    text, _ = kr_layout(kr_pods, "-s %s/32 -p tcp -m tcp --dport 80" % client[1], lambda labels: labels.get("app") == "bench")
+    with open(os.path.join(out, "kr-groups-%d.iptables" % groups), "w") as f:
+        f.write(text)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True)
@@ -116,6 +159,7 @@ def main():
     parser.add_argument("--pods-per-node", type=int, default=110)
     parser.add_argument("--node", default="bench-node")
     parser.add_argument("--seed", type=int, default=0x504B44)
+    parser.add_argument("--groups", default="", help="comma-separated group counts for the groups-G variants")
     args = parser.parse_args()
     if args.pods_per_node < 3 or args.pods_per_node > 250:
         parser.error("--pods-per-node must be between 3 and 250")
@@ -181,6 +225,9 @@ def main():
         for _, ip, labels, _ in placed:
             if labels.get("role") == "nginx":
                 f.write("add kr-nginx %s\n" % ip)
+
+    for groups in [int(g) for g in args.groups.split(",") if g]:
+        write_groups_variant(out, groups, interference, server, client, args.node)
 
     with open(os.path.join(out, "topology.env"), "w") as f:
         f.write("NODE_NAME=%s\n" % args.node)

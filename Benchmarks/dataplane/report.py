@@ -5,6 +5,7 @@ Usage: report.py RESULTS.tsv PODS SERVICES [TIMES.tsv]
 
 Input: the TSV run.sh writes, one ab run a line:
     variant  condition  concurrency  round  requests_per_second  failed_requests
+(concurrency `kN`: ab -k, keep-alive, N connections: the cost of established packets).
 conditions: `none` (no policy rules; the node's kube-proxy-like conntrack rule only), `picket`
 (picket apply), `list` (the kube-router-like per-pod list), and for the calibration variant
 `bare` (no netfilter rule at all) and `ct` (the conntrack rule only).
@@ -44,7 +45,7 @@ def main():
     order = []
     for line in open(path):
         variant, condition, conc, rnd, qps, fails = line.split()
-        key = (variant, int(conc))
+        key = (variant, conc)  # "16", or "k16": ab -k (keep-alive) at 16
         if key not in runs:
             order.append(key)
         runs[key].setdefault(condition, {})[int(rnd)] = float(qps)
@@ -66,7 +67,7 @@ def main():
         for key in calibration:
             c = runs[key]
             bare, ct = statistics.median(c["bare"].values()), statistics.median(c["ct"].values())
-            print("| %d | %s | %s | %s | %d |" % (key[1], fmt(bare), fmt(ct), pct(loss(ct, bare)), len(c["ct"])))
+            print("| %s | %s | %s | %s | %d |" % (key[1], fmt(bare), fmt(ct), pct(loss(ct, bare)), len(c["ct"])))
         print()
 
     variants = [k for k in order if k[0] != "calibration"]
@@ -85,7 +86,7 @@ def main():
         lst = statistics.median(c["list"].values()) if "list" in c else float("nan")
         pl = paired("picket", "none", c)
         best = loss(max(c["picket"].values()), max(c["none"].values()))
-        print("| %s | %d | %s | %s | **%s** | %s [%s, %s] | %s | %s | %s | %.0f%% | %d |" % (
+        print("| %s | %s | %s | %s | **%s** | %s [%s, %s] | %s | %s | %s | %.0f%% | %d |" % (
             variant, conc, fmt(none), fmt(pk), pct(loss(pk, none)),
             pct(statistics.median(pl)), pct(min(pl)), pct(max(pl)), pct(best),
             fmt(lst), pct(loss(lst, none)), spread(list(c["none"].values())), len(c["none"])))
@@ -104,11 +105,11 @@ def main():
     for variant, rows in summary.items():
         for conc, none, pk, lst in rows:
             value = loss(pk, none)
-            verdicts.append("%s c=%d %s %s" % (variant, conc, pct(value), "met" if value <= 2.0 else "NOT met"))
+            verdicts.append("%s c=%s %s %s" % (variant, conc, pct(value), "met" if value <= 2.0 else "NOT met"))
     print("Goal, Picket's loss within 2%% (medians): %s\n" % "; ".join(verdicts))
     for variant, rows in summary.items():
         for conc, none, pk, lst in rows:
-            print("%s pods / %s services, policy selecting every pod (%s, c=%d): Picket %s req/s vs %s without "
+            print("%s pods / %s services, policy selecting every pod (%s, c=%s): Picket %s req/s vs %s without "
                   "(loss %s), per-pod-list layout %s req/s (loss %s)" % (
                       fmt(pods), fmt(services), variant, conc, fmt(pk), fmt(none), pct(loss(pk, none)),
                       fmt(lst), pct(loss(lst, none))))

@@ -8,9 +8,16 @@
 #   requests/s with Picket's rules (`picket apply`) against requests/s without (`picket cleanup`),
 #   and the same for a kube-router-like per-pod list of 8,002 entries (tested pods last).
 #
-# Usage: bash Benchmarks/dataplane/run.sh   (as root; ~5 minutes plus the release build)
-# Knobs (environment): ROUNDS (7), DURATION seconds per ab run (2), CONCURRENCY ("1 16"),
-#   VARIANTS ("ipblock podpeer"), PODS_PER_SERVICE (8; the seed's curve used 2, 6 and 8),
+#   Variants groups-G: the seed's policy in EVERY namespace, G namespaces with pods on the measured
+#   node (G ingress groups: G-1 namespaces with one local pod each, plus the test group's), so a
+#   new connection's dispatch meets as many groups as a crowded node holds.
+#
+# Usage: bash Benchmarks/dataplane/run.sh   (as root; ~15 minutes plus the release build)
+# Knobs (environment): ROUNDS (7), DURATION seconds per ab run (2), CONCURRENCY ("1 16 k16";
+#   kN = ab -k, keep-alive with N connections: established packets only),
+#   VARIANTS ("ipblock podpeer groups-1 groups-100 groups-1000 groups-4000"),
+#   MARK_MASK (0xffff3ff0: 13 bits per direction, 8,190 groups, clear of kube-proxy's bits),
+#   PODS_PER_SERVICE (8; the seed's curve used 2, 6 and 8),
 #   CAL_ROUNDS (3; 0 skips the conntrack calibration), PIN_CPU (last CPU; "none" to not pin),
 #   PICKET (a picket binary to use instead of building one).
 #
@@ -29,8 +36,9 @@ set -euo pipefail
 
 ROUNDS=${ROUNDS:-7}
 DURATION=${DURATION:-2}
-CONCURRENCY=${CONCURRENCY:-"1 16"}
-VARIANTS=${VARIANTS:-"ipblock podpeer"}
+CONCURRENCY=${CONCURRENCY:-"1 16 k16"}
+VARIANTS=${VARIANTS:-"ipblock podpeer groups-1 groups-100 groups-1000 groups-4000"}
+MARK_MASK=${MARK_MASK:-0xffff3ff0}
 PODS_PER_SERVICE=${PODS_PER_SERVICE:-8}
 CAL_ROUNDS=${CAL_ROUNDS:-3}
 PIN_CPU=${PIN_CPU:-$(( $(nproc) - 1 ))}
@@ -48,8 +56,17 @@ int_in "$CAL_ROUNDS" 0 10 || die "CAL_ROUNDS must be 0..10"
 int_in "$PODS_PER_SERVICE" 1 20 || die "PODS_PER_SERVICE must be 1..20"
 set -f; conc_list=($CONCURRENCY); variant_list=($VARIANTS); set +f
 (( ${#conc_list[@]} >= 1 && ${#conc_list[@]} <= 4 )) || die "CONCURRENCY: 1 to 4 values"
-for c in "${conc_list[@]}"; do int_in "$c" 1 256 || die "concurrency $c not in 1..256"; done
-for v in "${variant_list[@]}"; do [[ $v == ipblock || $v == podpeer ]] || die "unknown variant $v (ipblock, podpeer)"; done
+for c in "${conc_list[@]}"; do int_in "${c#k}" 1 256 || die "concurrency $c not in 1..256 (kN: keep-alive)"; done
+group_counts=()
+for v in "${variant_list[@]}"; do
+    if [[ $v =~ ^groups-([0-9]+)$ ]]; then
+        int_in "${BASH_REMATCH[1]}" 1 8000 || die "$v: 1 to 8,000 groups"
+        group_counts+=("${BASH_REMATCH[1]}")
+    else
+        [[ $v == ipblock || $v == podpeer ]] || die "unknown variant $v (ipblock, podpeer, groups-N)"
+    fi
+done
+[[ $MARK_MASK =~ ^0x[0-9a-fA-F]{1,8}$ ]] || die "MARK_MASK must be hexadecimal (0x...)"
 if [[ $PIN_CPU != none ]]; then int_in "$PIN_CPU" 0 $(( $(nproc) - 1 )) || die "PIN_CPU must be a CPU number or none"; fi
 
 if [[ $(id -u) != 0 ]]; then
@@ -88,6 +105,11 @@ if [[ -z ${PICKET:-} ]]; then
     PICKET="$(cd "$REPO" && swift build -c release --show-bin-path)/picket"
 fi
 [[ -x $PICKET ]] || die "picket binary $PICKET not found"
+COST=${COST:-"$(dirname "$PICKET")/picket-bench"}
+if [[ ! -x $COST ]]; then
+    say "building picket-bench (release), for the rule counts: swift build -c release --product picket-bench"
+    (cd "$REPO" && swift build -c release --product picket-bench) >/dev/null 2>&1 || die "swift build of picket-bench failed"
+fi
 
 # ---- everything created from here on is removed by cleanup ---------------------------------
 PREFIX="pkd-$$-"
@@ -128,7 +150,8 @@ if awk -v l="$(cut -d' ' -f1 /proc/loadavg)" -v n="$(nproc)" 'BEGIN { exit !(l >
 fi
 
 # ---- 1. manifests ---------------------------------------------------------------------------
-python3 "$HERE/generate.py" --out "$GEN" --services 1000 --pods-per-service "$PODS_PER_SERVICE"
+python3 "$HERE/generate.py" --out "$GEN" --services 1000 --pods-per-service "$PODS_PER_SERVICE" \
+    --groups "$(IFS=,; echo "${group_counts[*]}")"
 # shellcheck disable=SC1091
 source "$GEN/topology.env"
 say "cluster: $(commas "$INTERFERENCE_PODS") pods in $(commas "$SERVICES") services of $PODS_PER_SERVICE (labels app=svc-N, role=nginx) + the test group (app=bench: bench-server $SERVER_IP, bench-client $CLIENT_IP) = $(commas "$TOTAL_PODS") pods in namespace default on $NODES nodes, 110 per node; $NODE_NAME holds $BENCH_NODE_PODS pods"
@@ -185,7 +208,8 @@ error_log $TMP/nginx/error.log warn;
 events { worker_connections 4096; }
 http {
     access_log off;
-    keepalive_timeout 0;
+    keepalive_timeout 65;
+    keepalive_requests 10000000;
     client_body_temp_path $TMP/nginx/body;
     proxy_temp_path $TMP/nginx/proxy;
     fastcgi_temp_path $TMP/nginx/fastcgi;
@@ -219,9 +243,16 @@ PICKET_ON=0; LIST_ON=0
 count() { grep -Ec "$@" || true; }
 elapsed_since() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }'; }
 
+# manifests VARIANT: the --from arguments of a variant.
+manifests() {
+    if [[ $1 == groups-* ]]; then echo "--from $GEN/$1"; else echo "--from $GEN/cluster --from $GEN/$1"; fi
+}
+# The test group's namespace in a variant.
+bench_namespace() { if [[ $1 == groups-* ]]; then echo bench; else echo default; fi; }
 picket_apply() {
     local t0; t0=$(date +%s.%N)
-    if ! timeout 300 ip netns exec "$NODE_NS" "$PICKET" apply --node "$NODE_NAME" --from "$GEN/cluster" --from "$GEN/$1" \
+    # shellcheck disable=SC2046
+    if ! timeout 300 ip netns exec "$NODE_NS" "$PICKET" apply --node "$NODE_NAME" --mark-mask "$MARK_MASK" $(manifests "$1") \
         >"$TMP/apply.log" 2>&1; then
         say "PROBLEM: picket apply failed (variant $1):"; sed 's/^/    /' "$TMP/apply.log"
         exit 1
@@ -252,8 +283,10 @@ measure() {
     LINE+=" | $2"
     for c in "${conc_list[@]}"; do
         on_node conntrack -F >/dev/null 2>&1 || true
+        local keepalive=()
+        [[ $c == k* ]] && keepalive=(-k)
         out=$(timeout $(( DURATION + 30 )) ip netns exec "$CLI_NS" "${pin[@]}" \
-            ab -q -r -s 5 -t "$DURATION" -n 10000000 -c "$c" "http://$SERVER_IP/" 2>&1) || true
+            ab -q -r -s 5 "${keepalive[@]}" -t "$DURATION" -n 10000000 -c "${c#k}" "http://$SERVER_IP/" 2>&1) || true
         qps=$(awk '/^Requests per second/ { print $4 }' <<<"$out")
         failed=$(awk '/^Failed requests/ { print $3 }' <<<"$out")
         if [[ -z $qps ]]; then
@@ -286,7 +319,7 @@ if (( CAL_ROUNDS > 0 )); then
     done
 fi
 
-declare -A COUNTS
+declare -A COUNTS COSTS
 for variant in "${variant_list[@]}"; do
     say ""
     say "## Variant $variant ($ROUNDS rounds x 3 conditions x ${DURATION}s per concurrency)"
@@ -303,6 +336,11 @@ for variant in "${variant_list[@]}"; do
     saved=$(on_node iptables-save -t filter)
     COUNTS[$variant]="Picket: $(count '^-A PICKET-' <<<"$saved") rules in $(count '^:PICKET-' <<<"$saved") chains + $(count '^-A (FORWARD|INPUT) .*-j PICKET-' <<<"$saved") hooks, $(on_node ipset list -n | count '^picket-') sets with $(commas "$(on_node ipset save | count '^add picket-')") members (apply output: $(count '^set created' "$TMP/apply.log") sets created, $(count '^chain written' "$TMP/apply.log") chains written); per-pod list: $(commas "$kr_rules") rules, $(commas "$kr_members") set members (iptables-restore load ${kr_load}s)"
     say "applied: ${COUNTS[$variant]}"
+    ns=$(bench_namespace "$variant")
+    # shellcheck disable=SC2046
+    COSTS[$variant]=$("$COST" cost --node "$NODE_NAME" --mark-mask "$MARK_MASK" $(manifests "$variant") \
+        --source "$ns/bench-client" --destination "$ns/bench-server" --port 80 2>&1 | sed 's/^/    /')
+    say "counted from the rules:"; say "${COSTS[$variant]}"
     sed -n 's/^set created: /    set /p' "$TMP/apply.log"
     expect_enforced "Picket ($variant)"
     set_condition list "$variant"; expect_enforced "the per-pod list ($variant)"
@@ -335,7 +373,7 @@ say ""
 say "## Results"
 say ""
 say "Setup: $(commas "$INTERFERENCE_PODS") pods / $(commas "$SERVICES") services + test group, policy selecting every pod; ab -c C -t ${DURATION} (no -k) client pod -> server pod on $NODE_NAME (bridged, FORWARD once); medians of $ROUNDS alternating rounds; baseline 'without' = no policy rules (conntrack on, as on any kube-proxy node)."
-for variant in "${variant_list[@]}"; do say "- $variant: ${COUNTS[$variant]}"; done
+for variant in "${variant_list[@]}"; do say "- $variant: ${COUNTS[$variant]}"; say "${COSTS[$variant]}"; done
 python3 "$HERE/report.py" "$RESULTS" "$INTERFERENCE_PODS" "$SERVICES" "$TIMES"
 say ""
 say "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg); total $(( $(date +%s) - START ))s (without the build)"

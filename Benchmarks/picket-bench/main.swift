@@ -3,6 +3,11 @@
 //   swift build -c release --product picket-bench && .build/release/picket-bench [--sizes 10k]
 import Foundation
 
+// `picket-bench cost ...`: the data-path cost of one connection, counted from the rules.
+if CommandLine.arguments.dropFirst().first == "cost" {
+    exit(CostCommand.run(Array(CommandLine.arguments.dropFirst(2))))
+}
+
 switch BenchOptions.parse(Array(CommandLine.arguments.dropFirst())) {
 case .success(let options):
     exit(Benchmark(options: options).run())

@@ -6,14 +6,19 @@ import PolicyCompiler
 /// (periodic resync, or a one-shot command that has no memory), and repairs what it finds.
 public final class Executor {
     private let kernel: any KernelAccess
+    /// The structural check every restore text passes before it is written.
+    private let restoreGuard: RestoreGuard
     /// The state the last successful apply left (nil before the first).
     public private(set) var lastApplied: NodeState?
-    /// The ruleset `lastApplied` was made from.
+    /// The ruleset `lastApplied` was made from (renumbered against the node).
     private var lastRuleset: Ruleset?
+    /// The ruleset last passed to `apply`, before renumbering: an equal one changes nothing.
+    private var lastInput: Ruleset?
 
-    /// An executor over `kernel`.
-    public init(kernel: any KernelAccess) {
+    /// An executor over `kernel`; every text it restores must pass `restoreGuard` first.
+    public init(kernel: any KernelAccess, restoreGuard: RestoreGuard = .standard) {
         self.kernel = kernel
+        self.restoreGuard = restoreGuard
     }
 
     /// Picket's state as the kernel holds it now.
@@ -21,8 +26,9 @@ public final class Executor {
         var state = NodeState()
         state.sets = KernelText.parseSets(try kernel.saveSets())
         for family in IPAddress.Family.allCases {
-            let table = KernelText.parseTable(try kernel.saveTable(family))
-            if !table.chains.isEmpty || !table.hooks.isEmpty { state.tables[family] = table }
+            for (name, table) in KernelText.parseTables(try kernel.saveTable(family)) where TableName.allCases.contains(name) {
+                if !table.chains.isEmpty || !table.hooks.isEmpty { state.tables[.init(family, name)] = table }
+            }
         }
         return state
     }
@@ -39,15 +45,21 @@ public final class Executor {
         // Drift is found by the periodic verify.
         let current: NodeState
         let desired: NodeState
-        if !verify, let lastApplied, let lastRuleset {
-            if lastRuleset == ruleset { return ApplyReport() }
+        let renumbered: Ruleset
+        if !verify, let lastApplied, let lastRuleset, let lastInput {
+            if lastInput == ruleset { return ApplyReport() }
             current = lastApplied
-            desired = NodeState(ruleset, reusing: lastApplied, of: lastRuleset)
+            renumbered = ruleset.renumbered(keeping: current.carriedNumbers(ruleset.marks))
+            desired = NodeState(renumbered, reusing: lastApplied, of: lastRuleset)
         } else {
             current = try readKernel()
-            desired = NodeState(ruleset)
+            renumbered = ruleset.renumbered(keeping: current.carriedNumbers(ruleset.marks))
+            desired = NodeState(renumbered)
         }
-        let plan = Plan(from: current, to: desired)
+        // Groups keep the numbers pods carry; the trees written before pods are re-tagged also
+        // keep leaves for numbers on their way out.
+        let plan = Plan(
+            from: current, to: desired, transition: renumbered.transition(from: current.carriedNumbers(ruleset.marks, staying: desired)))
         var report: ApplyReport
         do {
             report = try execute(plan)
@@ -57,13 +69,15 @@ public final class Executor {
             // stands for the kernel, so the next apply reads it back.
             lastApplied = nil
             lastRuleset = nil
+            lastInput = nil
             throw error
         }
         // The rules are in force whatever happens to conntrack.
         lastApplied = desired
-        lastRuleset = ruleset
+        lastRuleset = renumbered
+        lastInput = ruleset
         if !plan.revoke.isEmpty {
-            report.conntrackMarked = try kernel.recheckConntrack(plan.revoke, mark: ruleset.markBit)
+            report.conntrackMarked = try kernel.recheckConntrack(plan.revoke, mark: ruleset.recheckMark)
         }
         return report
     }
@@ -75,20 +89,24 @@ public final class Executor {
         let report = try execute(plan)
         lastApplied = nil
         lastRuleset = nil
+        lastInput = nil
         return report
     }
 
-    /// Runs the three steps of a plan. If step 1 fails, the sets it created are destroyed; if
+    /// Runs the steps of a plan. If step 1 fails, the sets it created are destroyed; if
     /// step 2 fails (atomically, per family), families already restored are left as they are
     /// (they are consistent), the new sets nothing references are destroyed, and the error is
     /// thrown: the previous rules stay in force. Step 3 failures leave the rules consistent;
     /// the next apply repairs the members.
     private func execute(_ plan: Plan) throws(ApplyError) -> ApplyReport {
         guard !plan.isEmpty else { return plan.report }
-        if plan.tables.isEmpty {
+        // A second line of defence: refuse the whole plan, before anything is written, if any
+        // of its lines would touch something other than Picket's chains, hooks and sets.
+        try plan.check(restoreGuard)
+        if plan.tables.isEmpty && plan.settle.isEmpty {
             // Pod churn: no rule changes, so both set steps go in one batch, in order.
             do {
-                try kernel.restoreSets(plan.prepare + plan.finish)
+                try kernel.restoreSets(plan.prepare + plan.finish + plan.destroy)
             } catch {
                 rollBack(plan)
                 throw ApplyError(step: "ipset restore (members)", message: error.message, context: error.context)
@@ -113,6 +131,16 @@ public final class Executor {
             try kernel.restoreSets(plan.finish)
         } catch {
             throw ApplyError(step: "ipset restore (members and stale sets)", message: error.message, context: error.context)
+        }
+        // The final trees and the removal of stale chains; on failure the interim trees stay,
+        // which dispatch every pod correctly, and the next apply finishes the job.
+        for (family, text) in plan.settle {
+            try kernel.restoreTable(family, text)
+        }
+        do {
+            try kernel.restoreSets(plan.destroy)
+        } catch {
+            throw ApplyError(step: "ipset restore (stale sets)", message: error.message, context: error.context)
         }
         return plan.report
     }

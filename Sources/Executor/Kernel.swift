@@ -2,6 +2,7 @@ import ConntrackKit
 import Foundation
 import IPSetKit
 import KubeModel
+import PolicyCompiler
 
 /// The kernel interfaces the executor uses, injected so that tests and the daemon choose how
 /// commands run. Every call acts on the caller's network namespace.
@@ -10,7 +11,7 @@ public protocol KernelAccess {
     func saveSets() throws(ApplyError) -> String
     /// Runs `ipset restore` lines; stops at the first failing line.
     func restoreSets(_ lines: [String]) throws(ApplyError)
-    /// `iptables-save -t filter` (or ip6tables-save).
+    /// `iptables-save` (or ip6tables-save) of the tables Picket writes (filter and mangle).
     func saveTable(_ family: IPAddress.Family) throws(ApplyError) -> String
     /// `iptables-restore --noflush --wait` (or ip6tables-restore) of one transaction.
     func restoreTable(_ family: IPAddress.Family, _ text: String) throws(ApplyError)
@@ -40,6 +41,15 @@ public struct ApplyError: Error, Hashable, Sendable, CustomStringConvertible {
         var text = "\(step): \(message)"
         if !context.isEmpty { text += "\n" + context.joined(separator: "\n") }
         return text
+    }
+
+    /// The error for a plan the restore guard refused: nothing was written.
+    static func refused(_ step: String, _ violation: RestoreGuard.Violation, _ text: String) -> ApplyError {
+        let lines = text.utf8.split(separator: 0x0A, omittingEmptySubsequences: false).map { RestoreGuard.printableLine(Substring($0)) }
+        return ApplyError(
+            step: "\(step) (refused before writing)",
+            message: "line \(violation.line) is not one of Picket's (\(violation.reason)); nothing was written",
+            context: around(lines, line: violation.line))
     }
 
     /// Lines `number-2 ... number+2` of `lines` (1-based), the failing one marked.
@@ -83,11 +93,15 @@ public struct SystemKernel: KernelAccess {
 
     public func saveTable(_ family: IPAddress.Family) throws(ApplyError) -> String {
         let tool = family == .v4 ? "iptables-save" : "ip6tables-save"
-        let result = run(tool, ["-t", "filter"], stdin: nil)
-        guard result.status == 0 else {
-            throw ApplyError(step: tool, message: result.stderr.isEmpty ? "exit status \(result.status)" : result.stderr)
+        var text = ""
+        for table in TableName.allCases {
+            let result = run(tool, ["-t", table.rawValue], stdin: nil)
+            guard result.status == 0 else {
+                throw ApplyError(step: "\(tool) -t \(table.rawValue)", message: result.stderr.isEmpty ? "exit status \(result.status)" : result.stderr)
+            }
+            text += result.stdout
         }
-        return result.stdout
+        return text
     }
 
     public func restoreTable(_ family: IPAddress.Family, _ text: String) throws(ApplyError) {

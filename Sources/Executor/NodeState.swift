@@ -3,22 +3,25 @@
 // Design note (after Felix's `Table`): the executor holds the desired state as a `NodeState`
 // (Picket's chains, hooks and sets, as text exactly as iptables-save and ipset save print
 // them), reads the node's actual state the same way, and plans the difference. A plan is
-// executed in three steps that never open a protected pod nor drop an allowed flow:
+// executed in up to four steps that never open a protected pod nor drop an allowed flow:
 //
 //   1. ipset: create new sets, filled (nothing references them yet); resize sets by swap;
-//      member changes of peer sets; pods join the group sets of their new group and leave the
-//      isolated-pods sets they no longer belong to.
-//   2. iptables-restore --noflush, one transaction per family: rewrite changed chains, repair
-//      hooks, flush and delete stale chains. Atomic: on failure the old rules stay.
-//   3. ipset: pods join the isolated-pods sets and leave the group sets of their old group,
-//      then sets no rule references any more are destroyed.
+//      member changes of peer sets; pods that are no longer isolated leave the dispatch sets.
+//   2. iptables-restore --noflush, one transaction per family and table (filter, then
+//      mangle): rewrite changed chains, repair hooks, flush and delete stale chains. The
+//      dispatch trees written here still hold the group numbers pods carry now (`transition`).
+//      Atomic: on failure the old rules stay.
+//   3. ipset: pods are tagged with their new group number (`add -exist`, one line a pod) or
+//      join the dispatch sets, then sets no rule references any more are destroyed.
+//   4. only when step 2 kept numbers for step 3: iptables-restore again, the final trees, and
+//      the stale chains deleted.
 //
-// So a pod is never isolated without a group whose chain exists: it joins its new group before
-// step 2 removes the old group's dispatch, and becomes isolated only after step 2 created its
-// group's. A set's name includes its definition, so new rules never meet members computed for
-// old ones, and peer member changes are pod churn, valid under old and new rules alike. After
-// step 3, the conntrack entries of flows whose access may have shrunk are marked, so that each
-// such flow is judged again at its next packet (PICKET-RECHECK).
+// So a pod is never tagged with a number its direction's tree does not lead to its group: the
+// tree knows the new numbers before pods carry them, and the old ones until no pod does. A
+// set's name includes its definition, so new rules never meet members computed for old ones,
+// and peer member changes are pod churn, valid under old and new rules alike. After the rules
+// are in force, the conntrack entries of flows whose access may have shrunk are flagged, so
+// that each such flow is tagged and judged again at its next packet.
 
 import KubeModel
 import PolicyCompiler
@@ -33,24 +36,48 @@ public struct NodeState: Hashable, Sendable {
         public var family: String
         /// maxelem.
         public var maxElements: Int
+        /// Extensions (`comment`, `skbinfo`), in `ipset save` order.
+        public var extensions: [String]
         /// Members as `ipset save` prints them.
         public var members: Set<String>
 
         /// Creates a set state.
-        public init(type: String, family: String, maxElements: Int, members: Set<String>) {
+        public init(type: String, family: String, maxElements: Int, extensions: [String] = [], members: Set<String>) {
             self.type = type
             self.family = family
             self.maxElements = maxElements
+            self.extensions = extensions
             self.members = members
         }
 
         /// Whether `other` can become this set by member changes alone (else: swap).
         func sameHeader(_ other: SetState) -> Bool {
-            type == other.type && family == other.family && maxElements == other.maxElements
+            type == other.type && family == other.family && maxElements == other.maxElements && extensions == other.extensions
         }
     }
 
-    /// One family's filter table, reduced to what Picket owns.
+    /// Which table of which family.
+    public struct TableKey: Hashable, Comparable, Sendable {
+        /// The family.
+        public var family: IPAddress.Family
+        /// The table.
+        public var table: TableName
+
+        /// Creates a key.
+        public init(_ family: IPAddress.Family, _ table: TableName) {
+            self.family = family
+            self.table = table
+        }
+
+        public static func < (lhs: TableKey, rhs: TableKey) -> Bool {
+            (lhs.family.rawValue, lhs.table == .filter ? 0 : 1) < (rhs.family.rawValue, rhs.table == .filter ? 0 : 1)
+        }
+
+        /// `ipv4 filter`.
+        var label: String { "\(family == .v4 ? "ipv4" : "ipv6") \(table.rawValue)" }
+    }
+
+    /// One table of one family, reduced to what Picket owns.
     public struct TableState: Hashable, Sendable {
         /// Picket's chains (`PICKET-*`) and their rules (text after `-A NAME `), in order.
         public var chains: [String: [String]]
@@ -75,11 +102,11 @@ public struct NodeState: Hashable, Sendable {
 
     /// Sets by name.
     public var sets: [String: SetState]
-    /// Tables by family; a family without Picket's chains is absent.
-    public var tables: [IPAddress.Family: TableState]
+    /// Tables by family and table; a table without Picket's chains and hooks is absent.
+    public var tables: [TableKey: TableState]
 
     /// Creates a state.
-    public init(sets: [String: SetState] = [:], tables: [IPAddress.Family: TableState] = [:]) {
+    public init(sets: [String: SetState] = [:], tables: [TableKey: TableState] = [:]) {
         self.sets = sets
         self.tables = tables
     }
@@ -106,29 +133,32 @@ public struct NodeState: Hashable, Sendable {
             } else {
                 sets[set.name] = SetState(
                     type: set.kind.rawValue, family: set.family == .v4 ? "inet" : "inet6", maxElements: set.maxElements,
-                    members: Set(set.memberTexts))
+                    extensions: set.tagged ? ["comment", "skbinfo"] : [], members: Set(set.memberTexts))
             }
         }
-        var tables: [IPAddress.Family: TableState] = [:]
+        var tables: [TableKey: TableState] = [:]
         for table in ruleset.tables {
             var oldChains: [String: Chain] = [:]
             for chain in previous?.ruleset.tables.first(where: { $0.family == table.family })?.chains ?? [] {
                 oldChains[chain.name] = chain
             }
-            let oldState = previous?.state.tables[table.family]
-            var state = TableState()
-            for chain in table.chains {
-                if let old = oldChains[chain.name], old == chain, let texts = oldState?.chains[chain.name] {
-                    state.chains[chain.name] = texts
-                } else {
-                    state.chains[chain.name] = chain.ruleTexts
+            for name in TableName.allCases {
+                let key = TableKey(table.family, name)
+                let oldState = previous?.state.tables[key]
+                var state = TableState()
+                for chain in table.chains where chain.table == name {
+                    if let old = oldChains[chain.name], old == chain, let texts = oldState?.chains[chain.name] {
+                        state.chains[chain.name] = texts
+                    } else {
+                        state.chains[chain.name] = chain.ruleTexts
+                    }
                 }
+                for hook in table.hooks where hook.table == name {
+                    let position = (state.hooks[hook.builtin]?.count ?? 0) + 1
+                    state.hooks[hook.builtin, default: []].append(HookRule(position: position, text: hook.ruleText))
+                }
+                if !state.chains.isEmpty || !state.hooks.isEmpty { tables[key] = state }
             }
-            for hook in table.hooks {
-                let position = (state.hooks[hook.builtin]?.count ?? 0) + 1
-                state.hooks[hook.builtin, default: []].append(HookRule(position: position, text: hook.ruleText))
-            }
-            tables[table.family] = state
         }
         self.init(sets: sets, tables: tables)
     }
@@ -141,24 +171,26 @@ public struct NodeState: Hashable, Sendable {
 
 /// Parsers for what the kernel tools print.
 public enum KernelText {
-    /// Picket's part of `iptables-save -t filter` (or ip6tables-save) output.
-    public static func parseTable(_ text: String) -> NodeState.TableState {
-        var state = NodeState.TableState()
+    /// Picket's part of `iptables-save` (or ip6tables-save) output, per table it writes.
+    public static func parseTables(_ text: String) -> [TableName: NodeState.TableState] {
+        var states: [TableName: NodeState.TableState] = [:]
         var builtinCounts: [String: Int] = [:]
         var builtins: Set<String> = []
-        var inFilter = false
+        var current: TableName? = nil
         for line in text.split(separator: "\n", omittingEmptySubsequences: true) {
             if line.hasPrefix("*") {
-                inFilter = line == "*filter"
+                current = TableName(rawValue: String(line.dropFirst()))
+                builtinCounts = [:]
+                builtins = []
                 continue
             }
-            guard inFilter else { continue }
+            guard let table = current else { continue }
             if line.hasPrefix(":") {
                 // `:NAME POLICY [packets:bytes]`; built-in chains have a policy other than `-`.
                 let words = line.dropFirst().split(separator: " ")
                 guard let name = words.first.map(String.init) else { continue }
                 if name.hasPrefix(Names.chainPrefix) {
-                    state.chains[name] = state.chains[name] ?? []
+                    states[table, default: .init()].chains[name] = states[table]?.chains[name] ?? []
                 } else if words.count > 1 && words[1] != "-" {
                     builtins.insert(name)
                 }
@@ -170,16 +202,16 @@ public enum KernelText {
             let chain = String(rest[..<space])
             let rule = String(rest[rest.index(after: space)...])
             if chain.hasPrefix(Names.chainPrefix) {
-                state.chains[chain, default: []].append(rule)
+                states[table, default: .init()].chains[chain, default: []].append(rule)
             } else if builtins.contains(chain) {
                 let position = builtinCounts[chain, default: 0] + 1
                 builtinCounts[chain] = position
                 if jumpsIntoPicket(rule) {
-                    state.hooks[chain, default: []].append(NodeState.HookRule(position: position, text: rule))
+                    states[table, default: .init()].hooks[chain, default: []].append(NodeState.HookRule(position: position, text: rule))
                 }
             }
         }
-        return state
+        return states
     }
 
     /// Whether a rule's target (`-j` or `-g`) is one of Picket's chains.
@@ -207,7 +239,9 @@ public enum KernelText {
                     if option == "family" { family = options[i + 1] }
                     if option == "maxelem", let value = Int(options[i + 1]) { maxElements = value }
                 }
-                sets[words[1]] = NodeState.SetState(type: type, family: family, maxElements: maxElements, members: [])
+                let extensions = options.filter { $0 == "comment" || $0 == "skbinfo" }
+                sets[words[1]] = NodeState.SetState(
+                    type: type, family: family, maxElements: maxElements, extensions: extensions, members: [])
             case "add":
                 sets[words[1]]?.members.insert(words[2])
             default:
@@ -215,5 +249,60 @@ public enum KernelText {
             }
         }
         return sets
+    }
+}
+
+/// A dispatch set member read as what it means: the pod's address, its group chain, its mark.
+struct DispatchMember: Hashable {
+    /// The address (the member's key).
+    var address: String
+    /// The group chain its comment names.
+    var chain: String
+    /// Its skbmark value.
+    var mark: UInt32
+
+    /// Parses `10.0.0.1 comment "PICKET-GRI-..." skbmark 0x10000/0xff0000`; nil for other text.
+    init?(_ text: String) {
+        let words = text.split(separator: " ")
+        guard let address = words.first, let c = words.firstIndex(of: "comment"), let m = words.firstIndex(of: "skbmark"),
+              c + 1 < words.count, m + 1 < words.count else { return nil }
+        let value = words[m + 1].split(separator: "/").first.map { $0.hasPrefix("0x") ? $0.dropFirst(2) : $0 }
+        guard let value, let mark = UInt32(value, radix: 16) else { return nil }
+        self.address = String(address)
+        self.chain = words[c + 1].trimmingCharacters(in: "\"")
+        self.mark = mark
+    }
+}
+
+extension Substring {
+    fileprivate func trimmingCharacters(in quote: Character) -> String {
+        var s = self
+        while s.first == quote { s = s.dropFirst() }
+        while s.last == quote { s = s.dropLast() }
+        return String(s)
+    }
+}
+
+extension NodeState {
+    /// Per direction, the group numbers pods carry in the dispatch sets, with the group chain
+    /// each stands for (from the members' comments), read with `marks`' fields.
+    /// With `staying`, only pods that are also in `staying`'s dispatch sets count, or all of a
+    /// set `staying` does not have: pods that leave a set that stays do so before the rules
+    /// change, so their numbers need no interim leaf, while a set that goes keeps its members
+    /// (and the mangle rule that reads it, until the same transaction) to the end.
+    public func carriedNumbers(_ marks: MarkLayout, staying: NodeState? = nil) -> [Direction: [Int: String]] {
+        var result: [Direction: [Int: String]] = [:]
+        for direction in Direction.allCases {
+            for family in IPAddress.Family.allCases {
+                let name = Names.dispatchSet(direction, family)
+                let kept = staying.flatMap { $0.sets[name] }.map { Set($0.members.map(Plan.memberAddress)) }
+                for text in sets[name]?.members ?? [] {
+                    guard let member = DispatchMember(text), kept?.contains(member.address) ?? true else { continue }
+                    let number = MarkLayout.extract(member.mark, from: marks.field(direction))
+                    if number != 0 { result[direction, default: [:]][number] = member.chain }
+                }
+            }
+        }
+        return result
     }
 }

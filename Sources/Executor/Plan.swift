@@ -1,42 +1,74 @@
 import KubeModel
 import PolicyCompiler
 
-/// What it takes to turn the node's current state into the desired one: the three steps of an
-/// apply (see NodeState.swift), each as the text its tool reads, plus the report and the local
-/// pod addresses whose established flows must be re-checked. Pure: computed from two states.
+/// What it takes to turn the node's current state into the desired one: the steps of an apply
+/// (see NodeState.swift), each as the text its tool reads, plus the report and the local pod
+/// addresses whose established flows must be re-checked. Pure: computed from two states.
 public struct Plan: Sendable {
     /// Step 1: `ipset restore` lines creating (and filling) new sets, resizing others, changing
-    /// peer set members, pods joining groups and leaving isolation.
+    /// peer set members, pods leaving the dispatch sets.
     public var prepare: [String] = []
     /// Names of the sets step 1 creates (destroyed again if step 2 fails).
     public var created: [String] = []
     /// Step 2: `iptables-restore --noflush` input per family, only for families that change.
     public var tables: [(family: IPAddress.Family, text: String)] = []
-    /// Step 3: pods joining isolation and leaving groups, then destroys of stale sets.
+    /// Step 3: pods joining the dispatch sets or re-tagged.
     public var finish: [String] = []
-    /// Addresses whose flows may have lost access: their conntrack entries are marked for re-check.
+    /// Step 4: `iptables-restore --noflush` input per family: the final dispatch trees and the
+    /// deletion of stale chains, when step 2 had to keep numbers pods still carried.
+    public var settle: [(family: IPAddress.Family, text: String)] = []
+    /// Last: destroys of sets no rule references any more.
+    public var destroy: [String] = []
+    /// Addresses whose flows may have lost access: their conntrack entries are flagged for re-check.
     public var revoke: Set<IPAddress> = []
     /// What changes, for people.
     public var report = ApplyReport()
 
     /// Whether applying changes nothing.
-    public var isEmpty: Bool { prepare.isEmpty && tables.isEmpty && finish.isEmpty }
+    public var isEmpty: Bool { prepare.isEmpty && tables.isEmpty && finish.isEmpty && settle.isEmpty && destroy.isEmpty }
 
-    /// Plans the change from `current` to `desired`.
-    public init(from current: NodeState, to desired: NodeState) {
+    /// Throws, naming the first offending line and its neighbours, when any text of the plan has
+    /// a line `restoreGuard` refuses (a line outside Picket's chains, hooks and sets).
+    public func check(_ restoreGuard: RestoreGuard) throws(ApplyError) {
+        for (step, lines) in [("ipset restore (new sets)", prepare), ("ipset restore (members)", finish), ("ipset restore (stale sets)", destroy)] {
+            guard !lines.isEmpty else { continue }
+            let text = lines.joined(separator: "\n") + "\n"
+            if let first = restoreGuard.violations(inSetRestore: text).first {
+                throw ApplyError.refused(step, first, text)
+            }
+        }
+        for (family, text) in tables + settle {
+            if let first = restoreGuard.violations(inTableRestore: text).first {
+                throw ApplyError.refused(family == .v4 ? "iptables-restore" : "ip6tables-restore", first, text)
+            }
+        }
+    }
+
+    /// Plans the change from `current` to `desired`. `transition` holds, per family, the
+    /// dispatch tree chains step 2 writes instead of the desired ones (`Ruleset.transition`).
+    public init(from current: NodeState, to desired: NodeState, transition: [IPAddress.Family: [Chain]] = [:]) {
         planSets(current, desired)
         for family in IPAddress.Family.allCases {
-            planTable(family, current.tables[family] ?? .init(), desired.tables[family] ?? .init())
+            let interim = Dictionary(uniqueKeysWithValues: (transition[family] ?? []).map { ($0.name, $0.ruleTexts) })
+            var step2: [String] = []
+            var step4: [String] = []
+            for table in TableName.allCases {
+                let key = NodeState.TableKey(family, table)
+                let (now, later) = planTable(
+                    key, current.tables[key] ?? .init(), desired.tables[key] ?? .init(), interim: table == .filter ? interim : [:])
+                step2 += now
+                step4 += later
+            }
+            if !step2.isEmpty { tables.append((family, step2.joined(separator: "\n") + "\n")) }
+            if !step4.isEmpty { settle.append((family, step4.joined(separator: "\n") + "\n")) }
         }
         revoke = Plan.revocations(current, desired)
     }
 
     private mutating func planSets(_ current: NodeState, _ desired: NodeState) {
         var peerChanges: [String] = []
-        var joinGroups: [String] = []
-        var leaveGroups: [String] = []
-        var joinIsolation: [String] = []
-        var leaveIsolation: [String] = []
+        var retag: [String] = []
+        var leaveDispatch: [String] = []
         for name in desired.sets.keys.sorted() {
             let want = desired.sets[name]!
             guard let have = current.sets[name] else {
@@ -64,34 +96,39 @@ public struct Plan: Sendable {
             let added = want.members.subtracting(have.members)
             let removed = have.members.subtracting(want.members)
             guard !added.isEmpty || !removed.isEmpty else { continue }
-            let addLines = added.sorted().map { "add \(name) \($0)" }
-            let deleteLines = removed.sorted().map { "del \(name) \($0)" }
-            if Plan.isIsolatedSet(name) {
-                // Isolation ends before step 2 may remove the group; it begins after step 2
-                // created it.
-                leaveIsolation += deleteLines
-                joinIsolation += addLines
-            } else if Plan.isGroupSet(name) {
-                // A pod joins its new group before step 2 may remove the old one's dispatch, and
-                // leaves the old group after.
-                joinGroups += addLines
-                leaveGroups += deleteLines
-            } else {
-                // Peer and named-port sets: pod churn, valid under old and new rules.
-                peerChanges += addLines + deleteLines
+            if Plan.isDispatchSet(name) {
+                // Keyed by address: a pod changing group is one `add -exist` (the kernel replaces the
+                // tag in place), after step 2 wrote a tree that knows the new number; a pod leaving
+                // isolation leaves before step 2 may drop its old number from the tree.
+                let keep = Set(added.map(Plan.memberAddress))
+                for member in removed.sorted() where !keep.contains(Plan.memberAddress(member)) {
+                    leaveDispatch.append("del \(name) \(Plan.memberAddress(member))")
+                }
+                retag += added.sorted().map { "add -exist \(name) \($0)" }
+                let moved = Set(removed.map(Plan.memberAddress)).intersection(keep).count
+                report.setsUpdated.append(.init(name: name, added: added.count - moved, removed: removed.count - moved, changed: moved))
+                continue
             }
+            // Peer and named-port sets: pod churn, valid under old and new rules.
+            peerChanges += added.sorted().map { "add \(name) \($0)" } + removed.sorted().map { "del \(name) \($0)" }
             report.setsUpdated.append(.init(name: name, added: added.count, removed: removed.count))
         }
-        prepare += peerChanges + joinGroups + leaveIsolation
-        finish += joinIsolation + leaveGroups
+        prepare += peerChanges + leaveDispatch
+        finish += retag
         for name in current.sets.keys.sorted() where desired.sets[name] == nil {
-            finish.append("destroy \(name)")
+            destroy.append("destroy \(name)")
             report.setsDestroyed.append(name)
         }
     }
 
     private func createLine(_ name: String, _ set: NodeState.SetState) -> String {
-        "create \(name) \(set.type) family \(set.family) hashsize 1024 maxelem \(set.maxElements)"
+        (["create \(name) \(set.type) family \(set.family) hashsize 1024 maxelem \(set.maxElements)"] + set.extensions)
+            .joined(separator: " ")
+    }
+
+    /// The address a set member's text starts with (its key in a dispatch set).
+    static func memberAddress(_ member: String) -> String {
+        member.split(separator: " ", maxSplits: 1).first.map(String.init) ?? member
     }
 
     /// The scratch set a resize fills before swapping: `picket-tmp-` and the name's last 19
@@ -100,117 +137,117 @@ public struct Plan: Sendable {
         Names.setPrefix + "tmp-" + String(name.suffix(19))
     }
 
-    /// Whether `name` is a group's member set (`picket-gri-…`, `picket-gre-…`).
-    static func isGroupSet(_ name: String) -> Bool {
-        name.hasPrefix(Names.setPrefix + "gri-") || name.hasPrefix(Names.setPrefix + "gre-")
-    }
-
-    static func isIsolatedSet(_ name: String) -> Bool {
+    /// Whether `name` is a dispatch set (isolated local pods tagged with their group's number).
+    static func isDispatchSet(_ name: String) -> Bool {
         Direction.allCases.contains { direction in
-            IPAddress.Family.allCases.contains { Names.isolatedSet(direction, $0) == name }
+            IPAddress.Family.allCases.contains { Names.dispatchSet(direction, $0) == name }
         }
     }
 
-    private mutating func planTable(_ family: IPAddress.Family, _ have: NodeState.TableState, _ want: NodeState.TableState) {
-        let write = want.chains.keys.sorted().filter { have.chains[$0] != want.chains[$0] }
+    /// The lines of one table for step 2 and for step 4. Step 2 writes every changed chain (a
+    /// dispatch tree chain in its `interim` form where it has one) and repairs hooks; stale
+    /// chains are flushed and deleted in step 2, or in step 4 when an interim tree may still lead
+    /// to them, in which case step 4 also writes the final trees.
+    private mutating func planTable(
+        _ key: NodeState.TableKey, _ have: NodeState.TableState, _ want: NodeState.TableState, interim: [String: [String]]
+    ) -> (step2: [String], step4: [String]) {
+        var step2Chains = want.chains
+        for (name, rules) in interim { step2Chains[name] = rules }
+        let write = step2Chains.keys.sorted().filter { have.chains[$0] != step2Chains[$0] }
         let stale = have.chains.keys.sorted().filter { want.chains[$0] == nil }
+        let settleWrite = interim.keys.sorted().filter { want.chains[$0] != nil && want.chains[$0] != interim[$0] }
+        let deferStale = !interim.isEmpty
         let builtins = Set(have.hooks.keys).union(want.hooks.keys).sorted()
         // Hooks are right when each built-in chain starts with exactly the desired hooks and has
         // no other jump into Picket's chains.
         let hooksRight = builtins.allSatisfy { builtin in
             (have.hooks[builtin] ?? []) == (want.hooks[builtin] ?? [])
         }
-        guard !write.isEmpty || !stale.isEmpty || !hooksRight else { return }
-
-        var lines = ["*filter"]
-        lines += (write + stale).map { ":\($0) - [0:0]" }
-        if !hooksRight {
-            for builtin in builtins {
-                // Delete from the bottom so earlier positions stay valid within the transaction.
-                for hook in (have.hooks[builtin] ?? []).reversed() { lines.append("-D \(builtin) \(hook.position)") }
-                for hook in want.hooks[builtin] ?? [] { lines.append("-I \(builtin) \(hook.position) \(hook.text)") }
+        var step2: [String] = []
+        let staleNow = deferStale ? [] : stale
+        if !write.isEmpty || !staleNow.isEmpty || !hooksRight {
+            step2.append("*\(key.table.rawValue)")
+            step2 += (write + staleNow).map { ":\($0) - [0:0]" }
+            if !hooksRight {
+                for builtin in builtins {
+                    // Delete from the bottom so earlier positions stay valid within the transaction.
+                    for hook in (have.hooks[builtin] ?? []).reversed() { step2.append("-D \(builtin) \(hook.position)") }
+                    for hook in want.hooks[builtin] ?? [] { step2.append("-I \(builtin) \(hook.position) \(hook.text)") }
+                }
+                if want.hooks.values.allSatisfy(\.isEmpty) {
+                    report.hooksRemoved.append(key.label)
+                } else {
+                    report.hooksRepaired.append(key.label)
+                }
             }
-            if want.hooks.values.allSatisfy(\.isEmpty) {
-                report.hooksRemoved.append(family)
-            } else {
-                report.hooksRepaired.append(family)
+            for chain in write {
+                step2 += step2Chains[chain]!.map { "-A \(chain) \($0)" }
             }
+            step2 += staleNow.map { "-X \($0)" }
+            step2.append("COMMIT")
         }
-        for chain in write {
-            lines += want.chains[chain]!.map { "-A \(chain) \($0)" }
+        var step4: [String] = []
+        // Stale chains, and tree nodes only the interim tree had.
+        let staleLater = deferStale ? Array(Set(stale).union(interim.keys.filter { want.chains[$0] == nil })).sorted() : []
+        if !settleWrite.isEmpty || !staleLater.isEmpty {
+            step4.append("*\(key.table.rawValue)")
+            step4 += (settleWrite + staleLater).map { ":\($0) - [0:0]" }
+            for chain in settleWrite {
+                step4 += want.chains[chain]!.map { "-A \(chain) \($0)" }
+            }
+            step4 += staleLater.map { "-X \($0)" }
+            step4.append("COMMIT")
         }
-        lines += stale.map { "-X \($0)" }
-        lines.append("COMMIT")
-        tables.append((family, lines.joined(separator: "\n") + "\n"))
-        report.chainsWritten += write.map { "\(family == .v4 ? "ipv4" : "ipv6") \($0)" }
-        report.chainsDeleted += stale.map { "\(family == .v4 ? "ipv4" : "ipv6") \($0)" }
+        report.chainsWritten += Array(Set(write).union(settleWrite)).sorted().map { "\(key.family == .v4 ? "ipv4" : "ipv6") \($0)" }
+        report.chainsDeleted += stale.map { "\(key.family == .v4 ? "ipv4" : "ipv6") \($0)" }
+        return (step2, step4)
     }
 
     /// Addresses whose established flows may have lost their admission, so that their conntrack
-    /// entries are marked and their next packet in the original direction meets the new rules:
+    /// entries are flagged and their next packet in the original direction meets the new rules:
     ///   - a local pod that became isolated, or moved to another group;
     ///   - every pod of a group whose chain, or a policy chain it calls, changed;
+    ///   - every isolated pod, when the base chains changed;
     ///   - an address removed from a peer or named-port set (the remote end that lost access).
-    /// Over-approximating is safe: a flow that is still allowed is admitted again and its mark
+    /// Over-approximating is safe: a flow that is still allowed is admitted again and its flag
     /// cleared. Growing sets and pods that stop being isolated revoke nothing.
     static func revocations(_ current: NodeState, _ desired: NodeState) -> Set<IPAddress> {
         var revoke: Set<IPAddress> = []
         func add(_ member: String) {
-            // `10.0.0.1`, `10.0.0.1,tcp:80`; blocks (`a/b`) only ever change with their name.
-            let address = member.split(separator: ",", maxSplits: 1).first.map(String.init) ?? member
+            // `10.0.0.1`, `10.0.0.1,tcp:80`, `10.0.0.1 comment ...`; blocks (`a/b`) only ever
+            // change with their name.
+            let address = memberAddress(member).split(separator: ",", maxSplits: 1).first.map(String.init) ?? member
             if let ip = IPAddress(address) { revoke.insert(ip) }
         }
         for family in IPAddress.Family.allCases {
-            guard let want = desired.tables[family] else { continue }
-            let have = current.tables[family] ?? .init()
+            let filter = NodeState.TableKey(family, .filter)
+            let mangle = NodeState.TableKey(family, .mangle)
+            guard let want = desired.tables[filter] else { continue }
+            let have = current.tables[filter] ?? .init()
             let baseChanged = [Names.forwardChain, Names.inputChain].contains { have.chains[$0] != want.chains[$0] }
+                || [Names.markForwardChain, Names.markInputChain].contains {
+                    current.tables[mangle]?.chains[$0] != desired.tables[mangle]?.chains[$0]
+                }
             for direction in Direction.allCases {
-                let isolatedSet = Names.isolatedSet(direction, family)
-                let dispatch = direction == .ingress ? Names.ingressChain : Names.egressChain
-                let isolatedBefore = current.sets[isolatedSet]?.members ?? []
-                let groupBefore = groupOfMember(have.chains[dispatch] ?? [], current)
-                for (group, members) in membersByGroup(want.chains[dispatch] ?? [], desired) {
-                    let changed = baseChanged || groupChanged(group, have, want)
-                    for member in members where changed || !isolatedBefore.contains(member) || groupBefore[member] != group {
-                        add(member)
-                    }
+                let name = Names.dispatchSet(direction, family)
+                var before: [String: String] = [:]
+                for text in current.sets[name]?.members ?? [] {
+                    if let member = DispatchMember(text) { before[member.address] = member.chain }
+                }
+                var changedGroups: [String: Bool] = [:]
+                for text in desired.sets[name]?.members ?? [] {
+                    guard let member = DispatchMember(text) else { continue }
+                    let changed = changedGroups[member.chain] ?? groupChanged(member.chain, have, want)
+                    changedGroups[member.chain] = changed
+                    if baseChanged || changed || before[member.address] != member.chain { add(member.address) }
                 }
             }
         }
-        for (name, after) in desired.sets where !isIsolatedSet(name) && !isGroupSet(name) {
+        for (name, after) in desired.sets where !isDispatchSet(name) {
             guard let before = current.sets[name], before.members != after.members else { continue }
             for member in before.members where !after.members.contains(member) { add(member) }
         }
         return revoke
-    }
-
-    /// (group set, group chain) pairs of a dispatch chain, in order.
-    static func groupSets(_ rules: [String]) -> [(set: String, chain: String)] {
-        rules.compactMap { rule in
-            let words = rule.split(separator: " ")
-            guard let m = words.firstIndex(of: "--match-set"), let g = words.firstIndex(of: "-g"),
-                  m + 1 < words.count, g + 1 < words.count else { return nil }
-            return (String(words[m + 1]), String(words[g + 1]))
-        }
-    }
-
-    /// Each local pod address (set member text) with the group chain the dispatch sends it to:
-    /// the first group whose set holds it.
-    static func groupOfMember(_ dispatch: [String], _ state: NodeState) -> [String: String] {
-        var result: [String: String] = [:]
-        for (set, chain) in groupSets(dispatch) {
-            for member in state.sets[set]?.members ?? [] where result[member] == nil { result[member] = chain }
-        }
-        return result
-    }
-
-    /// The members each group chain of a dispatch chain receives.
-    static func membersByGroup(_ dispatch: [String], _ state: NodeState) -> [(chain: String, members: [String])] {
-        var seen: Set<String> = []
-        return groupSets(dispatch).map { set, chain in
-            let members: [String] = (state.sets[set]?.members ?? []).filter { seen.insert($0).inserted }
-            return (chain, members)
-        }
     }
 
     /// Whether a group chain or a policy chain it calls has other rules than before.
@@ -236,6 +273,8 @@ public struct ApplyReport: Hashable, Sendable, CustomStringConvertible {
         public var added: Int
         /// Members removed.
         public var removed: Int
+        /// Members kept with another value (a pod re-tagged with another group's number).
+        public var changed: Int = 0
     }
 
     /// Sets created, with their members.
@@ -248,10 +287,10 @@ public struct ApplyReport: Hashable, Sendable, CustomStringConvertible {
     public var chainsWritten: [String] = []
     /// Chains deleted, as `ipv4 NAME`.
     public var chainsDeleted: [String] = []
-    /// Families whose hooks were (re)inserted.
-    public var hooksRepaired: [IPAddress.Family] = []
-    /// Families whose hooks were removed (cleanup, or IPv6 no longer needed).
-    public var hooksRemoved: [IPAddress.Family] = []
+    /// Tables whose hooks were (re)inserted, as `ipv4 filter`.
+    public var hooksRepaired: [String] = []
+    /// Tables whose hooks were removed (cleanup, or IPv6 no longer needed), as `ipv4 mangle`.
+    public var hooksRemoved: [String] = []
     /// Conntrack entries marked so that their flows meet the new rules at their next packet.
     public var conntrackMarked = 0
 
@@ -269,13 +308,13 @@ public struct ApplyReport: Hashable, Sendable, CustomStringConvertible {
         if isEmpty { return "no change" }
         var lines: [String] = []
         lines += setsCreated.map { "set created: \($0.name) (\($0.added) members)" }
-        lines += setsUpdated.map { "set updated: \($0.name) (+\($0.added) -\($0.removed))" }
+        lines += setsUpdated.map { "set updated: \($0.name) (+\($0.added) -\($0.removed)" + ($0.changed > 0 ? " ~\($0.changed))" : ")") }
         lines += setsDestroyed.map { "set destroyed: \($0)" }
         lines += chainsWritten.map { "chain written: \($0)" }
         lines += chainsDeleted.map { "chain deleted: \($0)" }
-        lines += hooksRepaired.map { "hooks inserted: \($0 == .v4 ? "ipv4" : "ipv6") FORWARD, INPUT" }
-        lines += hooksRemoved.map { "hooks removed: \($0 == .v4 ? "ipv4" : "ipv6") FORWARD, INPUT" }
-        if conntrackMarked > 0 { lines.append("conntrack entries marked for re-check: \(conntrackMarked)") }
+        lines += hooksRepaired.map { "hooks inserted: \($0) FORWARD, INPUT" }
+        lines += hooksRemoved.map { "hooks removed: \($0) FORWARD, INPUT" }
+        if conntrackMarked > 0 { lines.append("conntrack entries flagged for re-check: \(conntrackMarked)") }
         return lines.joined(separator: "\n")
     }
 }

@@ -18,6 +18,13 @@ public struct ClusterSnapshot: Sendable {
     public let namespaceNames: [String]
     /// The labels of each of `namespaceNames`, in the same order.
     let namespaceLabels: [[String: String]]
+    /// Whether each of `namespaceNames` is valid (`Validation.errors(of:)`), in the same order.
+    let namespaceValid: [Bool]
+    /// Whether each of `endpoints` may be a rule's peer: the pod and its namespace are valid.
+    /// An invalid pod is still selected (and so isolated) by the policies whose selectors match
+    /// its labels as written, but no rule ever admits traffic from or to it as a peer, and no
+    /// namespaceSelector ever matches an invalid namespace: invalid input never widens access.
+    public let peerEligible: [Bool]
 
     /// Builds a snapshot; later duplicates of a key replace earlier ones.
     public init(namespaces: [Namespace] = [], pods: [Pod] = [], policies: [Policy] = []) {
@@ -45,6 +52,11 @@ public struct ClusterSnapshot: Sendable {
         self.policiesByNamespace = policiesByNamespace
         self.namespaceNames = nsByName.keys.sorted()
         self.namespaceLabels = namespaceNames.map { nsByName[$0]!.labels }
+        let namespaceValid = namespaceNames.map { Validation.isValid(nsByName[$0]!) }
+        self.namespaceValid = namespaceValid
+        var validByName: [String: Bool] = [:]
+        for (name, valid) in zip(namespaceNames, namespaceValid) { validByName[name] = valid }
+        self.peerEligible = endpoints.map { validByName[$0.key.namespace] == true && Validation.isValid($0) }
     }
 
     /// The labels of a namespace (its automatic name label at least).
@@ -62,20 +74,21 @@ public struct ClusterSnapshot: Sendable {
         (policiesByNamespace[name] ?? []).map { policies[$0] }
     }
 
-    /// Names of the namespaces `selector` matches, sorted.
+    /// Names of the valid namespaces `selector` matches, sorted.
     public func namespaces(matching selector: Selector) -> [String] {
-        namespaceNames.filter { selector.matches(labels(ofNamespace: $0)) }
+        zip(namespaceNames, namespaceValid).filter { $1 && selector.matches(labels(ofNamespace: $0)) }.map(\.0)
     }
 
     /// Indexes into `endpoints` of the pods a peer with pod and namespace selectors names, for a
     /// policy in `policyNamespace`; ascending, so in namespace/name order, without repeats.
+    /// Only peer-eligible pods (`peerEligible`) are named.
     public func endpointIndexes(matching pods: Selector, inNamespaces namespaces: Selector?, policyNamespace: String) -> [Int] {
         var result: [Int] = []
         func collect(_ name: String) {
-            for i in endpointsByNamespace[name] ?? [] where pods.matches(endpoints[i].labels) { result.append(i) }
+            for i in endpointsByNamespace[name] ?? [] where peerEligible[i] && pods.matches(endpoints[i].labels) { result.append(i) }
         }
         if let namespaces {
-            for (name, labels) in zip(namespaceNames, namespaceLabels) where namespaces.matches(labels) { collect(name) }
+            for (i, name) in namespaceNames.enumerated() where namespaceValid[i] && namespaces.matches(namespaceLabels[i]) { collect(name) }
         } else {
             collect(policyNamespace)
         }

@@ -250,14 +250,11 @@ extension JSONReader {
             set.admit(.namespace(Namespace(name: meta.name!, labels: meta.labels)), source: source)
         case .pod:
             if let failure = metaFailure ?? pod.specFailure ?? pod.statusFailure { fail(failure); break }
-            let assembled = Pod.assemble(
+            let decoded = Pod.assemble(
                 meta: ObjectMeta(name: meta.name!, namespace: meta.namespace, labels: meta.labels),
                 nodeName: pod.nodeName, hostNetwork: pod.hostNetwork, ports: pod.containerPorts + pod.initContainerPorts,
                 podIPs: pod.podIPs, podIP: pod.podIP, phase: pod.phase)
-            switch assembled {
-            case .success(let decoded): set.admit(.pod(decoded), source: source)
-            case .failure(let failure): fail(failure)
-            }
+            set.admit(.pod(decoded), source: source)
         case .networkPolicy:
             if let note = ManifestDecoder.apiVersionNote(apiVersion ?? "", source: source, object: object) { set.issues.append(note) }
             if let failure = metaFailure ?? policyFailure { fail(failure); break }
@@ -296,9 +293,9 @@ extension JSONReader {
             } else if key.is("hostNetwork") {
                 pod.hostNetwork = try r.at("hostNetwork") { r throws(JSONSyntaxError) in try r.optionalBool() }
             } else if key.is("containers") {
-                pod.containerPorts = try r.at("containers") { r throws(JSONSyntaxError) in try r.containerPorts() }
+                pod.containerPorts = try r.at("containers") { r throws(JSONSyntaxError) in try r.containerPorts(list: "containers") }
             } else if key.is("initContainers") {
-                pod.initContainerPorts = try r.at("initContainers") { r throws(JSONSyntaxError) in try r.containerPorts() }
+                pod.initContainerPorts = try r.at("initContainers") { r throws(JSONSyntaxError) in try r.containerPorts(list: "initContainers") }
             } else {
                 try r.skipValue()
             }
@@ -306,15 +303,15 @@ extension JSONReader {
     }
 
     /// The ports of every container of a containers list, in order.
-    private mutating func containerPorts() throws(JSONSyntaxError) -> [Pod.WrittenPort] {
+    private mutating func containerPorts(list: String) throws(JSONSyntaxError) -> [Pod.WrittenPort] {
         var ports: [Pod.WrittenPort] = []
-        _ = try array { r, _ throws(JSONSyntaxError) in
+        _ = try array { r, c throws(JSONSyntaxError) in
             var containerPorts: [Pod.WrittenPort] = []
             _ = try r.requiredObject { r, key throws(JSONSyntaxError) in
                 guard key.is("ports") else { return try r.skipValue() }
                 containerPorts = []
                 _ = try r.at("ports") { r throws(JSONSyntaxError) in
-                    try r.array { r, _ throws(JSONSyntaxError) in
+                    try r.array { r, p throws(JSONSyntaxError) in
                         var name: String?
                         var number: Int?
                         var proto: String?
@@ -331,7 +328,8 @@ extension JSONReader {
                         }
                         guard present else { return }
                         if let number {
-                            containerPorts.append(Pod.WrittenPort(name: name, number: number, protocol: proto))
+                            containerPorts.append(Pod.WrittenPort(
+                                name: name, number: number, protocol: proto, field: "spec.\(list)[\(c)].ports[\(p)]"))
                         } else {
                             r.missing("containerPort")
                         }

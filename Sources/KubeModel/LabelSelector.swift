@@ -30,6 +30,9 @@ public struct LabelSelector: Decodable, Hashable, Sendable {
 
     /// Compiles the selector, or says which field is wrong (relative to the selector).
     public func compiled() -> Result<Selector, FieldError> {
+        // Keys and values as the API server checks them (qualified names, label values); the
+        // first problem is reported, and the selector is not used.
+        if let error = Validation.selectorSyntax(self).first { return .failure(error) }
         var requirements: [Selector.Requirement] = []
         for (key, value) in (matchLabels ?? [:]).sorted(by: { $0.key < $1.key }) {
             requirements.append(.init(key: key, op: .in, values: [value]))
@@ -59,9 +62,6 @@ public struct LabelSelector: Decodable, Hashable, Sendable {
                     return .failure(FieldError(
                         field: "\(field).values", reason: "must be empty when operator is \(expression.operator)"))
                 }
-            }
-            if expression.key.isEmpty {
-                return .failure(FieldError(field: "\(field).key", reason: "must not be empty"))
             }
             requirements.append(.init(key: expression.key, op: op, values: Set(values)))
         }

@@ -26,9 +26,29 @@ public struct ManifestIssue: Hashable, Sendable, CustomStringConvertible {
         self.message = message
     }
 
-    /// One line: `source: object: field: message`.
+    /// One line: `source: object: field: message`, with every character outside printable
+    /// ASCII escaped (`\n`, `\x1b`, `\u{202e}`), so that no input can break the line or drive
+    /// the terminal.
     public var description: String {
-        [source, object, field].compactMap { $0 }.joined(separator: ": ") + ": \(message)"
+        ManifestIssue.printable([source, object, field].compactMap { $0 }.joined(separator: ": ") + ": \(message)")
+    }
+
+    /// `text` with control characters and non-ASCII escaped.
+    static func printable(_ text: String) -> String {
+        guard !text.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) else { return text }
+        var out = ""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case " "..."~": out.unicodeScalars.append(scalar)
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            default:
+                let hex = String(scalar.value, radix: 16)
+                out += scalar.value < 0x100 ? "\\x" + (hex.count < 2 ? "0" + hex : hex) : "\\u{\(hex)}"
+            }
+        }
+        return out
     }
 }
 
@@ -76,13 +96,27 @@ public enum ManifestObject: Sendable {
 extension ManifestSet {
     /// Admits one decoded object: the single way a Namespace, Pod or NetworkPolicy enters a set,
     /// whichever syntax (YAML or JSON) it was read from. Checks on decoded objects belong here,
-    /// so that every reader applies them: policies are validated (errors become issues naming
-    /// `source` and the policy; the policy is kept and fails closed).
+    /// so that every reader applies them: namespaces and pods are validated as the API server
+    /// validates them (`Validation.swift`), policies by `Policy(validating:)`; errors become
+    /// issues naming `source` and the object, and the object is kept (an invalid pod or
+    /// namespace is never a peer; an invalid policy fails closed).
     public mutating func admit(_ object: ManifestObject, source: String) {
         switch object {
         case .namespace(let namespace):
+            // An invalid namespace is kept (its name is still the namespace of its pods) and
+            // reported; the snapshot never lets its pods be peers.
+            for error in Validation.errors(of: namespace) {
+                issues.append(ManifestIssue(
+                    severity: .error, source: source, object: "Namespace \(namespace.name)", field: error.field, message: error.reason))
+            }
             namespaces.append(namespace)
         case .pod(let pod):
+            // An invalid pod is kept for isolation and reported; the snapshot never lets it be a
+            // peer.
+            for error in Validation.errors(of: pod) {
+                issues.append(ManifestIssue(
+                    severity: .error, source: source, object: "Pod \(pod.key)", field: error.field, message: error.reason))
+            }
             pods.append(pod)
         case .networkPolicy(let written):
             let policy = Policy(validating: written)

@@ -100,12 +100,15 @@ public struct NetworkPolicy: Decodable, Hashable, Sendable {
 
     /// namespace/name.
     public var key: ObjectKey
+    /// metadata.labels (validated, never used for enforcement).
+    public var labels: [String: String]
     /// spec.
     public var spec: Spec
 
     /// Creates a policy.
-    public init(namespace: String, name: String, spec: Spec) {
+    public init(namespace: String, name: String, labels: [String: String] = [:], spec: Spec) {
         self.key = ObjectKey(namespace: namespace, name: name)
+        self.labels = labels
         self.spec = spec
     }
 
@@ -118,6 +121,7 @@ public struct NetworkPolicy: Decodable, Hashable, Sendable {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let meta = try c.decode(ObjectMeta.self, forKey: .metadata)
         key = ObjectKey(namespace: meta.namespace ?? "default", name: meta.name)
+        labels = meta.labels
         spec = Spec()
         guard c.contains(.spec) else { return }
         let s = try c.nestedContainer(keyedBy: SpecKeys.self, forKey: .spec)

@@ -2,9 +2,10 @@
 //
 // Design note: only the fields that decide NetworkPolicy enforcement are decoded; everything
 // else in a manifest is ignored. Decoding is lenient about what Kubernetes itself would default
-// (missing labels, missing protocol) and strict about what would change a verdict (an address
-// that does not parse). Validation of NetworkPolicy fields lives in `Policy.swift`, so that the
-// compiler and any other reader of policies share one definition of "valid".
+// (missing labels, missing protocol) and reports what the API server would refuse (an address
+// that does not parse, an invalid name or label). Validation of object fields lives in
+// `Validation.swift`, of NetworkPolicy specs in `Policy.swift`, so that every decoding path, the
+// compiler and any other reader share one definition of "valid".
 
 /// The identity of a namespaced object: `namespace/name`.
 public struct ObjectKey: Hashable, Comparable, Sendable, CustomStringConvertible {
@@ -109,12 +110,15 @@ public struct ContainerPort: Hashable, Sendable {
     public var number: Int
     /// protocol, TCP when absent.
     public var proto: TransportProtocol
+    /// Where the port is written in its pod (`spec.containers[0].ports[1]`), when decoded.
+    public var field: String?
 
     /// Creates a container port.
-    public init(name: String?, number: Int, proto: TransportProtocol = .tcp) {
+    public init(name: String?, number: Int, proto: TransportProtocol = .tcp, field: String? = nil) {
         self.name = name
         self.number = number
         self.proto = proto
+        self.field = field
     }
 }
 
@@ -134,6 +138,10 @@ public struct Pod: Hashable, Sendable {
     public var ips: [IPAddress]
     /// status.phase ("Pending", "Running", "Succeeded", "Failed", "Unknown"); nil when absent.
     public var phase: String?
+    /// Fields its decoder found invalid and could not represent here (a port with an unknown
+    /// protocol, an address that does not parse): left out of the value, reported by
+    /// `Validation.errors(of:)`, and they make the pod invalid.
+    public var invalidFields: [FieldError] = []
 
     /// Creates a pod.
     public init(
@@ -194,19 +202,18 @@ extension Pod: Decodable {
         let spec = try c.decodeIfPresent(Spec.self, forKey: .spec)
         let status = try c.decodeIfPresent(Status.self, forKey: .status)
         // Restartable init containers ("sidecars") can declare ports too.
-        let ports = ((spec?.containers ?? []) + (spec?.initContainers ?? [])).flatMap { container in
-            (container.ports ?? []).map { WrittenPort(name: $0.name, number: $0.containerPort, protocol: $0.protocol) }
+        var ports: [WrittenPort] = []
+        for (list, containers) in [("containers", spec?.containers ?? []), ("initContainers", spec?.initContainers ?? [])] {
+            for (c, container) in containers.enumerated() {
+                for (p, port) in (container.ports ?? []).enumerated() {
+                    ports.append(WrittenPort(
+                        name: port.name, number: port.containerPort, protocol: port.protocol, field: "spec.\(list)[\(c)].ports[\(p)]"))
+                }
+            }
         }
-        let written = Pod.assemble(
+        self = Pod.assemble(
             meta: meta, nodeName: spec?.nodeName, hostNetwork: spec?.hostNetwork, ports: ports,
             podIPs: status?.podIPs?.map(\.ip), podIP: status?.podIP, phase: status?.phase)
-        switch written {
-        case .success(let pod):
-            self = pod
-        case .failure(let error):
-            let key: CodingKeys = error.field == "spec" ? .spec : .status
-            throw DecodingError.dataCorrupted(.init(codingPath: [key], debugDescription: error.reason))
-        }
     }
 }
 
@@ -216,39 +223,54 @@ extension Pod {
         var name: String?
         var number: Int
         var `protocol`: String?
+        /// Where it is written (`spec.containers[0].ports[1]`).
+        var field: String
     }
 
-    /// Builds a pod from its written fields, with the checks every decoder shares: protocols
-    /// must be TCP, UDP or SCTP, addresses must parse. The error's field is `spec` or `status`.
+    /// Builds a pod from its written fields, with the checks every decoder (YAML, JSON) shares:
+    /// a port with an unknown protocol and an address that does not parse are left out of the
+    /// value and recorded in `invalidFields` (reported by `Validation.errors(of:)`).
     static func assemble(
         meta: ObjectMeta, nodeName: String?, hostNetwork: Bool?, ports written: [WrittenPort],
         podIPs: [String]?, podIP: String?, phase: String?
-    ) -> Result<Pod, FieldError> {
+    ) -> Pod {
         var ports: [ContainerPort] = []
         ports.reserveCapacity(written.count)
+        var invalidFields: [FieldError] = []
         for port in written {
-            let proto: TransportProtocol
+            var proto = TransportProtocol.tcp
             if let raw = port.protocol {
                 guard let parsed = TransportProtocol(rawValue: raw) else {
-                    return .failure(FieldError(field: "spec", reason: "container port protocol \"\(raw)\" is not TCP, UDP or SCTP"))
+                    // The port is left out: it can never be resolved as a named port.
+                    invalidFields.append(FieldError(
+                        field: "\(port.field).protocol",
+                        reason: "Unsupported value: \(Validation.quoted(raw)): supported values: \"SCTP\", \"TCP\", \"UDP\""))
+                    continue
                 }
                 proto = parsed
-            } else {
-                proto = .tcp
             }
-            ports.append(ContainerPort(name: port.name, number: port.number, proto: proto))
+            ports.append(ContainerPort(name: port.name, number: port.number, proto: proto, field: port.field))
         }
         var rawIPs = podIPs ?? []
-        if rawIPs.isEmpty, let single = podIP, !single.isEmpty { rawIPs = [single] }
+        var ipField = "status.podIPs"
+        if rawIPs.isEmpty, let single = podIP, !single.isEmpty {
+            rawIPs = [single]
+            ipField = "status.podIP"
+        }
         var ips: [IPAddress] = []
-        for raw in rawIPs {
+        for (i, raw) in rawIPs.enumerated() {
             guard let ip = IPAddress(raw) else {
-                return .failure(FieldError(field: "status", reason: "status.podIPs: \"\(raw)\" is not an IP address"))
+                // The address is left out: the pod keeps its valid addresses (isolated on them).
+                let field = ipField == "status.podIP" ? ipField : "\(ipField)[\(i)].ip"
+                invalidFields.append(Validation.invalid(field, raw, "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"))
+                continue
             }
             if !ips.contains(ip) { ips.append(ip) }
         }
-        return .success(Pod(
+        var pod = Pod(
             namespace: meta.namespace ?? "default", name: meta.name, labels: meta.labels,
-            nodeName: nodeName, hostNetwork: hostNetwork ?? false, ports: ports, ips: ips, phase: phase))
+            nodeName: nodeName, hostNetwork: hostNetwork ?? false, ports: ports, ips: ips, phase: phase)
+        pod.invalidFields = invalidFields
+        return pod
     }
 }

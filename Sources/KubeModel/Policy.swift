@@ -14,7 +14,8 @@ public enum Direction: String, Hashable, Comparable, Sendable, CaseIterable {
 /// Invalid parts fail closed: the policy still isolates what it selects, in the directions it
 /// names, while a rule with an invalid field allows nothing. If the podSelector itself is
 /// invalid the policy selects every pod of its namespace; if policyTypes is invalid it isolates
-/// both directions.
+/// both directions; if its metadata (name, namespace, labels) is invalid, none of its rules
+/// allows anything (the API server would not have stored the object at all).
 public struct Policy: Hashable, Sendable {
     /// Who a rule's peer is.
     public enum Peer: Hashable, Sendable {
@@ -84,10 +85,24 @@ public struct Policy: Hashable, Sendable {
         direction == .ingress ? ingress : egress
     }
 
+    /// Creates a policy from parts as they are, without validation (for tests and for readers that
+    /// validated already). The compiler makes whatever it is given safe to render.
+    public init(
+        key: ObjectKey, podSelector: Selector, isolates: Set<Direction>, ingress: [Rule], egress: [Rule], errors: [FieldError] = []
+    ) {
+        self.key = key
+        self.podSelector = podSelector
+        self.isolates = isolates
+        self.ingress = ingress
+        self.egress = egress
+        self.errors = errors
+    }
+
     /// Validates and defaults a policy as the API server would, keeping what is valid.
     public init(validating policy: NetworkPolicy) {
         key = policy.key
-        errors = []
+        errors = Validation.metadataErrors(of: policy)
+        let validMetadata = errors.isEmpty
         let spec = policy.spec
         switch spec.podSelector.compiled() {
         case .success(let selector):
@@ -132,8 +147,8 @@ public struct Policy: Hashable, Sendable {
                 }
             }
         }
-        self.ingress = ingress
-        self.egress = egress
+        self.ingress = validMetadata ? ingress : []
+        self.egress = validMetadata ? egress : []
     }
 
     private static func validate(_ rule: NetworkPolicy.Rule, index: Int, direction: Direction) -> Result<Rule, FieldError> {
@@ -232,26 +247,10 @@ public struct Policy: Hashable, Sendable {
             if port.endPort != nil {
                 return .failure(FieldError(field: "endPort", reason: "may not be set when port is a named port (\"\(name)\")"))
             }
-            if let reason = Policy.invalidPortName(name) {
-                return .failure(FieldError(field: "port", reason: "\"\(name)\" \(reason)"))
+            if let message = Validation.portName(name).first {
+                return .failure(Validation.invalid("port", name, message))
             }
             return .success(Port(proto: proto, range: .named(name)))
         }
-    }
-
-    /// Why `name` is not an IANA service name (at most 15 characters of [a-z0-9-], at least
-    /// one letter, no hyphen at either end or next to another), or nil when it is one.
-    static func invalidPortName(_ name: String) -> String? {
-        let allowed = name.unicodeScalars.allSatisfy { ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "-" }
-        if name.isEmpty || name.count > 15 || !allowed {
-            return "is not a port number or a valid port name (1-15 characters of a-z, 0-9 and '-')"
-        }
-        if !name.unicodeScalars.contains(where: { ("a"..."z").contains($0) }) {
-            return "is not a valid port name (it must contain a letter)"
-        }
-        if name.hasPrefix("-") || name.hasSuffix("-") || name.contains("--") {
-            return "is not a valid port name (no hyphen at either end or next to another)"
-        }
-        return nil
     }
 }

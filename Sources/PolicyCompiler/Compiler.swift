@@ -4,37 +4,36 @@
 //
 // The layout (one per family; see README "Rule layout"):
 //
-//   FORWARD -> PICKET-FORWARD   (inserted first)
-//     0. connmark bit set -> PICKET-RECHECK                    flows whose access was revoked
-//     1. ctstate RELATED,ESTABLISHED -> ACCEPT                 replies and admitted flows
-//     2. src in picket-egress-vN  -> PICKET-EGRESS             local pods isolated for egress
-//     3. dst in picket-ingress-vN -> PICKET-INGRESS            local pods isolated for ingress
-//   INPUT -> PICKET-INPUT: established -> RETURN; src in picket-egress-vN -> PICKET-EGRESS
-//
-//   PICKET-EGRESS / PICKET-INGRESS clear the mark bit, then `goto` the group chain whose member
-//   set holds the pod (one group = local pods selected by exactly the same policies). A group
-//   chain calls each of its policies' chains; a policy chain sets the mark bit when a rule
-//   admits the packet; the group chain RETURNs on the mark (back to PICKET-FORWARD, which then
-//   evaluates the other direction) and DROPs when no policy admitted it.
+//   mangle FORWARD -> PICKET-MARK-FORWARD   (inserted first; INPUT alike, egress only)
+//     established, not flagged for re-check -> RETURN            the hot path: 2 native matches
+//     clear Picket's mark bits; tag the packet with its source pod's egress group number and its
+//     destination pod's ingress group number: one dispatch-set lookup per direction
+//   filter FORWARD -> PICKET-FORWARD         (inserted first)
+//     no group number -> RETURN                                  established, or no pod isolated
+//     egress number -> PICKET-EGRESS; ingress number -> PICKET-INGRESS
+//   PICKET-EGRESS / PICKET-INGRESS: a crit-bit tree of `-m mark` chains down to the group chain
+//   (one group = local pods selected by exactly the same policies). A group chain calls each of
+//   its policies' chains; a policy rule admits the packet by clearing its direction's number;
+//   the group chain RETURNs once it is clear (back to PICKET-FORWARD, which then evaluates the
+//   other direction) and DROPs when no policy admitted it.
 //
 // So a packet is never ACCEPTed on the first match: on the same node, bridged traffic crosses
 // FORWARD once and meets the source's egress and the destination's ingress in that one pass.
-// The per-packet cost is a handful of set lookups, independent of the number of pods and
-// policies in the cluster: cluster pods are set members, and rules exist only for policies that
-// select pods of this node.
+// The per-packet cost is constant: two set lookups and a few dozen native compares for a new
+// connection whatever the number of pods, policies and groups (cluster pods are set members,
+// groups are reached by a tree of mark compares), and two native matches for an established one.
 
 import KubeModel
 
 /// Options of a compilation that are not part of the cluster.
 public struct CompileOptions: Hashable, Sendable {
-    /// The packet-mark bit Picket uses to carry "a rule admitted this packet" out of a policy
-    /// chain. It must not collide with other users of the mark (kube-proxy uses 0x4000/0x8000).
-    public var markBit: UInt32
+    /// The packet-mark bits Picket may use, and their roles. They must not collide with other
+    /// users of the mark (kube-proxy uses 0x4000/0x8000).
+    public var marks: MarkLayout
 
-    /// The default options: mark bit 0x800000.
-    public init(markBit: UInt32 = 0x0080_0000) {
-        precondition(markBit != 0 && markBit & (markBit - 1) == 0, "markBit must be a single bit")
-        self.markBit = markBit
+    /// The default options: mark mask 0xffff0000.
+    public init(marks: MarkLayout = MarkLayout()) {
+        self.marks = marks
     }
 }
 
@@ -92,6 +91,8 @@ private struct RulesetBuilder {
     let families: [IPAddress.Family]
     /// The sets emitted so far (a reference, so that member closures may read the builder).
     let sets = SetCollector()
+    /// Endpoints that may not be peers (invalid pods, pods of invalid namespaces).
+    let ineligible: Set<ObjectKey>
 
     init(snapshot: ClusterSnapshot, node: String, options: CompileOptions) {
         self.snapshot = snapshot
@@ -100,50 +101,69 @@ private struct RulesetBuilder {
         self.local = localPods(snapshot, node: node)
         let anyV6 = snapshot.endpoints.contains { pod in pod.ips.contains { $0.family == .v6 } }
         self.families = anyV6 ? [.v4, .v6] : [.v4]
+        self.ineligible = Set(zip(snapshot.endpoints, snapshot.peerEligible).filter { !$1 }.map(\.0.key))
     }
 
-    var mark: String { "0x" + String(options.markBit, radix: 16) + "/0x" + String(options.markBit, radix: 16) }
-    var clearMark: String { "0x0/0x" + String(options.markBit, radix: 16) }
+    var marks: MarkLayout { options.marks }
+
+    /// `0xV/0xM`.
+    static func hex(_ value: UInt32, _ mask: UInt32) -> String {
+        "0x" + String(value, radix: 16) + "/0x" + String(mask, radix: 16)
+    }
+
+    /// `-j MARK --set-xmark 0x0/FIELD`: a policy rule admits the packet in `direction`.
+    func admit(_ direction: Direction) -> [String] {
+        ["-j", "MARK", "--set-xmark", Self.hex(0, marks.field(direction))]
+    }
+
+    /// `-m mark --mark 0x0/FIELD`: the packet was admitted in `direction` (or never needed to be).
+    func admitted(_ direction: Direction) -> [String] {
+        ["-m", "mark", "--mark", Self.hex(0, marks.field(direction))]
+    }
 
     func build() -> Ruleset {
         let groupsByDirection = Direction.allCases.map { groups(of: local, $0, in: snapshot) }
+        var dispatch: [Dispatch] = []
+        var warnings: [String] = []
+        for (direction, groups) in zip(Direction.allCases, groupsByDirection) {
+            let numbers = assignNumbers(
+                groups.map(\.chain), keeping: [:], capacity: marks.capacity(direction), overflow: marks.overflow(direction))
+            let overflowing = groups.filter { numbers[$0.chain] == marks.overflow(direction) }
+            if !overflowing.isEmpty {
+                warnings.append(
+                    "node \(node) has \(groups.count) \(direction.field) groups; mark mask \(marks) numbers \(marks.capacity(direction)): "
+                        + "the pods of \(overflowing.count) groups fail closed (\(direction.field) denied); widen --mark-mask")
+            }
+            dispatch.append(Dispatch(direction: direction, groups: groups.map { group in
+                Dispatch.Group(
+                    chain: group.chain, number: numbers[group.chain]!, addresses: group.pods.flatMap(\.ips),
+                    policies: group.policies.map(\.key))
+            }))
+        }
         var tables: [FilterTable] = []
         for family in families {
             var chains: [Chain] = []
-            var derived: [Chain] = []
-            for (direction, groups) in zip(Direction.allCases, groupsByDirection) {
-                // The isolated set and each group's member set.
-                let isolated = groups.flatMap(\.pods).flatMap { $0.ips(family) }
-                addSet(IPSet(
-                    name: Names.isolatedSet(direction, family), kind: .hashIP, family: family,
-                    members: isolated.map(IPSet.Member.init), purpose: "local pods isolated for \(direction.field)"))
-                var dispatch = Chain(name: direction == .ingress ? Names.ingressChain : Names.egressChain)
-                dispatch.rules.append(["-j", "MARK", "--set-xmark", clearMark])
+            for (d, groups) in zip(dispatch, groupsByDirection) {
+                let direction = d.direction
+                if !groups.isEmpty { addSet(dispatchSet(d, family, marks: marks)) }
+                chains += dispatchTree(direction, leaves: d.chainsByNumber, marks: marks)
                 var policiesWithRules: [ObjectKey: Policy] = [:]
                 for group in groups {
-                    let setName = Names.groupSet(direction, policies: group.policies.map(\.key), family)
-                    addSet(IPSet(
-                        name: setName, kind: .hashIP, family: family, members: group.pods.flatMap { $0.ips(family) }.map(IPSet.Member.init),
-                        purpose: "local pods selected by " + group.policies.map(\.key.description).joined(separator: ",")))
-                    dispatch.rules.append(["-m", "set", "--match-set", setName, direction == .ingress ? "dst" : "src", "-g", group.chain])
-                    derived.append(groupChain(group))
+                    chains.append(groupChain(group))
                     for policy in group.policies where !policy.rules(direction).isEmpty {
                         policiesWithRules[policy.key] = policy
                     }
                 }
-                dispatch.rules.append(comment("isolated pod outside every group: fail closed") + ["-j", "DROP"])
-                chains.append(dispatch)
                 for key in policiesWithRules.keys.sorted() {
-                    derived.append(policyChain(policiesWithRules[key]!, direction, family))
+                    chains.append(policyChain(policiesWithRules[key]!, direction, family))
                 }
             }
-            let base = baseChains(family)
-            tables.append(FilterTable(
-                family: family, chains: base.chains + chains + derived.sorted { $0.name < $1.name }, hooks: base.hooks))
+            let base = baseChains(family, mapping: zip(Direction.allCases, groupsByDirection).filter { !$0.1.isEmpty }.map(\.0))
+            tables.append(FilterTable(family: family, chains: orderedChains(base.chains + chains), hooks: base.hooks))
         }
         return Ruleset(
             sets: sets.list.sorted { $0.name < $1.name }, ipv4: tables[0], ipv6: tables.count > 1 ? tables[1] : nil,
-            markBit: options.markBit)
+            marks: marks, dispatch: dispatch, warnings: warnings)
     }
 
     /// Emits a set once; a second rule defining the same set (same name) shares it, and its
@@ -159,45 +179,63 @@ private struct RulesetBuilder {
         sets.list.append(set)
     }
 
-    /// PICKET-FORWARD, PICKET-INPUT, PICKET-RECHECK and the hooks into them (the static table of hooks).
-    func baseChains(_ family: IPAddress.Family) -> (chains: [Chain], hooks: [Hook]) {
-        let egress = Names.isolatedSet(.egress, family)
-        let ingress = Names.isolatedSet(.ingress, family)
+    /// The base chains and the hooks into them (the static table of hooks): in mangle, the
+    /// chains that tag a new connection with its pods' group numbers (one dispatch-set lookup for
+    /// each direction in `mapping`); in filter, PICKET-FORWARD and PICKET-INPUT, which send a
+    /// tagged packet down its direction's dispatch tree.
+    func baseChains(_ family: IPAddress.Family, mapping: [Direction]) -> (chains: [Chain], hooks: [Hook]) {
+        let fields = marks.ingress | marks.egress
+        let recheck = marks.recheck
+        // A flow whose conntrack entry carries the re-check bit was admitted under rules that have
+        // since taken access away from one of its ends: its next packet in the original direction
+        // is tagged and judged like a new connection. Replies pass until then.
+        let skipEstablished: [[String]] = [
+            ["-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-m", "connmark", "--mark", Self.hex(0, recheck), "-j", "RETURN"],
+            ["-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "--ctdir", "REPLY", "-j", "RETURN"],
+        ]
         // IPv6 neighbour discovery is not tracked by conntrack and is what ARP is to IPv4 (which
         // iptables never sees): without it an isolated pod cannot even resolve its peers, so
-        // router and neighbour solicitations and advertisements always pass.
+        // router and neighbour solicitations and advertisements are never tagged.
         let discovery: [[String]] = family == .v6
-            ? ["133", "134", "135", "136"].map { ["-p", "ipv6-icmp", "-m", "icmp6", "--icmpv6-type", $0] }
+            ? ["133", "134", "135", "136"].map { ["-p", "ipv6-icmp", "-m", "icmp6", "--icmpv6-type", $0, "-j", "RETURN"] }
             : []
-        // A flow whose conntrack entry carries the mark was admitted under rules that have
-        // since taken access away from one of its ends: its next packet in the original
-        // direction is judged like a new connection (dropped if no longer allowed, else the mark
-        // is cleared), before the ESTABLISHED shortcut. Replies pass until then.
-        let recheck = ["-m", "connmark", "--mark", mark, "-j", Names.recheckChain]
+        let clear = [["-j", "MARK", "--set-xmark", Self.hex(0, fields)]]
+        // A re-checked flow that no policy governs any more stops being re-checked.
+        let stopRechecking = [
+            ["-m", "connmark", "--mark", Self.hex(recheck, recheck), "-m", "mark", "--mark", Self.hex(0, fields),
+             "-j", "CONNMARK", "--set-xmark", Self.hex(0, recheck)],
+        ]
+        func map(_ direction: Direction) -> [String] {
+            ["-j", "SET", "--map-set", Names.dispatchSet(direction, family), direction == .ingress ? "dst" : "src", "--map-mark"]
+        }
+        let markForward = Chain(
+            name: Names.markForwardChain,
+            rules: skipEstablished + discovery + clear + [Direction.egress, .ingress].filter(mapping.contains).map(map) + stopRechecking,
+            table: .mangle)
+        let markInput = Chain(
+            name: Names.markInputChain,
+            rules: skipEstablished + discovery + clear + (mapping.contains(.egress) ? [map(.egress)] : []) + stopRechecking,
+            table: .mangle)
+        // Admitted in every direction that applied: stop re-checking the flow.
+        let admittedAll = ["-m", "connmark", "--mark", Self.hex(recheck, recheck), "-j", "CONNMARK", "--set-xmark", Self.hex(0, recheck)]
         let forward = Chain(name: Names.forwardChain, rules: [
-            recheck,
-            ["-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"],
-        ] + discovery.map { $0 + ["-j", "ACCEPT"] } + [
-            ["-m", "set", "--match-set", egress, "src", "-j", Names.egressChain],
-            ["-m", "set", "--match-set", ingress, "dst", "-j", Names.ingressChain],
+            ["-m", "mark", "--mark", Self.hex(0, fields), "-j", "RETURN"],
+            ["-m", "mark", "!", "--mark", Self.hex(0, marks.egress), "-j", Names.egressChain],
+            ["-m", "mark", "!", "--mark", Self.hex(0, marks.ingress), "-j", Names.ingressChain],
+            admittedAll,
         ])
         let input = Chain(name: Names.inputChain, rules: [
-            recheck,
-            ["-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "RETURN"],
-        ] + discovery.map { $0 + ["-j", "RETURN"] } + [
-            ["-m", "set", "--match-set", egress, "src", "-j", Names.egressChain],
-        ])
-        let recheckChain = Chain(name: Names.recheckChain, rules: [
-            ["-m", "conntrack", "--ctdir", "REPLY", "-j", "RETURN"],
-            ["-m", "set", "--match-set", egress, "src", "-j", Names.egressChain],
-            ["-m", "set", "--match-set", ingress, "dst", "-j", Names.ingressChain],
-            ["-j", "CONNMARK", "--set-xmark", clearMark],
+            admitted(.egress) + ["-j", "RETURN"],
+            ["-j", Names.egressChain],
+            admittedAll,
         ])
         let hooks = [
-            Hook(builtin: "FORWARD", target: Names.forwardChain, comment: "picket: NetworkPolicy for pod traffic"),
-            Hook(builtin: "INPUT", target: Names.inputChain, comment: "picket: NetworkPolicy egress from pods to this node"),
+            Hook(table: .filter, builtin: "FORWARD", target: Names.forwardChain, comment: "picket: NetworkPolicy for pod traffic"),
+            Hook(table: .filter, builtin: "INPUT", target: Names.inputChain, comment: "picket: NetworkPolicy egress from pods to this node"),
+            Hook(table: .mangle, builtin: "FORWARD", target: Names.markForwardChain, comment: "picket: tag new pod connections with their policy groups"),
+            Hook(table: .mangle, builtin: "INPUT", target: Names.markInputChain, comment: "picket: tag new connections from pods to this node"),
         ]
-        return ([forward, input, recheckChain], hooks)
+        return ([forward, input, markForward, markInput], hooks)
     }
 
     /// A group chain: each policy with rules in turn, RETURN as soon as one admits, else DROP.
@@ -205,7 +243,7 @@ private struct RulesetBuilder {
         var chain = Chain(name: group.chain)
         for policy in group.policies where !policy.rules(group.direction).isEmpty {
             chain.rules.append(comment("\(policy.key)") + ["-j", Names.policyChain(policy.key, group.direction)])
-            chain.rules.append(["-m", "mark", "--mark", mark, "-j", "RETURN"])
+            chain.rules.append(admitted(group.direction) + ["-j", "RETURN"])
         }
         // Name the policies while they fit in a comment; count them past that.
         let names = "no \(group.direction.field) rule of " + group.policies.map(\.key.description).joined(separator: ",") + " admits"
@@ -300,10 +338,10 @@ private struct RulesetBuilder {
                 }
             }
             for line in lines {
-                chain.rules.append(line + comment(label) + ["-j", "MARK", "--set-xmark", mark])
+                chain.rules.append(line + comment(label) + admit(direction))
             }
             if !lines.isEmpty && position < rules.count - 1 {
-                chain.rules.append(["-m", "mark", "--mark", mark, "-j", "RETURN"])
+                chain.rules.append(admitted(direction) + ["-j", "RETURN"])
             }
         }
         return chain
@@ -345,16 +383,19 @@ private struct RulesetBuilder {
         return result
     }
 
-    /// Local endpoints `policy` selects.
+    /// Local endpoints `policy` selects whose named ports may be resolved (an invalid pod's
+    /// ports admit nothing).
     func localSelected(_ policy: Policy) -> [Pod] {
-        local.filter { $0.key.namespace == policy.key.namespace && policy.podSelector.matches($0.labels) }
+        local.filter {
+            $0.key.namespace == policy.key.namespace && policy.podSelector.matches($0.labels) && !ineligible.contains($0.key)
+        }
     }
 
     /// Indexes into `snapshot.endpoints` of the endpoints an egress rule's peers cover in one
     /// family, ascending: every endpoint when the rule has no `to`, else those named by selectors
     /// plus those whose address of that family lies in an ipBlock.
     func egressDestinations(_ policy: Policy, _ rule: Policy.Rule, _ family: IPAddress.Family) -> [Int] {
-        guard let peers = rule.peers else { return Array(snapshot.endpoints.indices) }
+        guard let peers = rule.peers else { return snapshot.endpoints.indices.filter { snapshot.peerEligible[$0] } }
         var result = podPeers(policy, peers)
         let blocks: [(CIDR, [CIDR])] = peers.compactMap { if case .block(let c, let e) = $0 { (c, e) } else { nil } }
         guard !blocks.isEmpty else { return result }
@@ -362,7 +403,7 @@ private struct RulesetBuilder {
         for i in result { named[i] = true }
         // An ipBlock names addresses, not pods: a dual-stack pod is a destination in a family
         // only when its address of that family is in the block.
-        for i in snapshot.endpoints.indices where !named[i] {
+        for i in snapshot.endpoints.indices where !named[i] && snapshot.peerEligible[i] {
             let inBlock = snapshot.endpoints[i].ips.contains { ip in
                 ip.family == family && blocks.contains { cidr, except in cidr.contains(ip) && !except.contains { $0.contains(ip) } }
             }
@@ -441,12 +482,11 @@ final class SetCollector {
     var names: Set<String> = []
 }
 
-/// `-m comment --comment TEXT`, cut to the 255 bytes the kernel keeps (names are ASCII), so
-/// that rules read back from the kernel equal the compiled ones.
+/// `-m comment --comment TEXT`: TEXT made safe (`RestoreText.safe`: printable ASCII, no double
+/// quote or backslash, whatever the names in it hold) and cut to the 255 bytes the kernel keeps,
+/// so that rules read back from the kernel equal the compiled ones.
 func comment(_ text: String) -> [String] {
-    var bytes = Array(text.utf8.prefix(255))
-    while !bytes.isEmpty, String(validating: bytes, as: UTF8.self) == nil { bytes.removeLast() }
-    return ["-m", "comment", "--comment", String(decoding: bytes, as: UTF8.self)]
+    ["-m", "comment", "--comment", RestoreText.comment(text)]
 }
 
 extension Pod {

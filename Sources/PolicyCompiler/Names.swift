@@ -21,29 +21,13 @@ public enum Names {
     public static let forwardChain = "PICKET-FORWARD"
     /// Entered from INPUT: traffic from local pods to the node itself (egress only).
     public static let inputChain = "PICKET-INPUT"
-    /// Dispatches a packet from a local egress-isolated pod to its group chain.
+    /// The root of the tree that dispatches a packet from a local egress-isolated pod to its group chain.
     public static let egressChain = "PICKET-EGRESS"
-    /// Dispatches a packet to a local ingress-isolated pod to its group chain.
+    /// The root of the tree that dispatches a packet to a local ingress-isolated pod to its group chain.
     public static let ingressChain = "PICKET-INGRESS"
-    /// Re-checks, at its next packet in the original direction, a flow whose access may have
-    /// been taken away (its conntrack entry carries the mark bit).
-    public static let recheckChain = "PICKET-RECHECK"
-
-    /// The set of local pods isolated in `direction`, per family: the one lookup that decides
-    /// whether a packet needs policy evaluation at all.
-    public static func isolatedSet(_ direction: Direction, _ family: IPAddress.Family) -> String {
-        "\(setPrefix)\(direction.field)-v\(family.rawValue)"
-    }
-
     /// The chain of a group: local pods selected by exactly the same policies in a direction.
     public static func groupChain(_ direction: Direction, policies: [ObjectKey]) -> String {
         chainPrefix + (direction == .ingress ? "GRI-" : "GRE-") + hash(groupIdentity(direction, policies))
-    }
-
-    /// The set of a group's member pods in one family: the group chain's hash, lower case, plus
-    /// the family (`PICKET-GRI-ABC...` uses `picket-gri-abc...-v4` and `picket-gri-abc...-v6`).
-    public static func groupSet(_ direction: Direction, policies: [ObjectKey], _ family: IPAddress.Family) -> String {
-        setPrefix + (direction == .ingress ? "gri-" : "gre-") + hash(groupIdentity(direction, policies)).lowercased() + "-v\(family.rawValue)"
     }
 
     /// The chain holding one policy's rules of one direction.

@@ -2,6 +2,10 @@ import KubeModel
 
 /// Builds restore text a line at a time from words, quoting only where the restore parsers need
 /// it (after kube-proxy's LineBuffer). The logic that decides rules never touches strings.
+///
+/// Every word and every `#` comment passes through `RestoreText.safe` (a no-op for the words
+/// the compiler builds), so no input can start a line of its own or end a quoted word early,
+/// whatever reached a Ruleset value.
 struct LineWriter {
     private(set) var text = ""
 
@@ -10,9 +14,9 @@ struct LineWriter {
         var previous: String? = nil
         for word in words {
             if previous != nil { text.append(" ") }
-            // iptables-save always quotes comments; writing them the same way lets the executor
-            // compare saved rules with compiled ones as plain text.
-            text.append(previous == "--comment" ? LineWriter.forceQuoted(word) : LineWriter.quoted(word))
+            // Comments are written as iptables-save prints them, so that the executor can compare
+            // saved rules with compiled ones as plain text.
+            text.append(previous == "--comment" ? LineWriter.savedComment(word) : LineWriter.quoted(word))
             previous = word
         }
         text.append("\n")
@@ -28,30 +32,32 @@ struct LineWriter {
         text.append("\n")
     }
 
-    /// Appends a `# text` comment line (both restore formats skip them).
+    /// Appends a `# text` comment line (both restore formats skip them), `text` made safe.
     mutating func comment(_ text: String) {
         self.text.append("# ")
-        self.text.append(String(text.map { $0.isNewline ? " " : $0 }))
+        self.text.append(RestoreText.safe(text))
         self.text.append("\n")
     }
 
-    /// A word as iptables-restore reads it: double-quoted when it has spaces or quotes.
+    /// A word as iptables-restore reads it: made safe, then double-quoted when it has spaces,
+    /// tabs or `#`, or is empty.
     static func quoted(_ word: String) -> String {
+        let word = RestoreText.safe(word)
         if word.isEmpty { return "\"\"" }
         // Every character tested is ASCII, so scanning UTF-8 bytes is equivalent and much cheaper.
-        guard word.utf8.contains(where: { $0 == 0x20 || $0 == 0x22 || $0 == 0x27 || $0 == 0x09 || $0 == 0x23 }) else { return word }
-        return forceQuoted(word)
+        guard word.utf8.contains(where: { $0 == 0x20 || $0 == 0x09 || $0 == 0x23 }) else { return word }
+        return "\"" + word + "\""
     }
 
-    /// A word in double quotes (inner double quotes become single quotes).
-    static func forceQuoted(_ word: String) -> String {
-        "\"" + word.replacingAll("\"", with: "'") + "\""
-    }
-}
-
-extension String {
-    fileprivate func replacingAll(_ target: Character, with replacement: Character) -> String {
-        String(map { $0 == target ? replacement : $0 })
+    /// A comment as iptables-save prints it (xtables_save_string): made safe, then bare when it
+    /// is only `[A-Za-z0-9_-]`, else in double quotes (safe text has no quote or backslash to
+    /// escape).
+    static func savedComment(_ word: String) -> String {
+        let word = RestoreText.safe(word)
+        let bare = !word.isEmpty && word.utf8.allSatisfy { b in
+            (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || b == 0x5F || b == 0x2D
+        }
+        return bare ? word : "\"" + word + "\""
     }
 }
 
@@ -76,37 +82,44 @@ extension Ruleset {
 
     /// Input for `iptables-restore --noflush` (`family` .v4) or `ip6tables-restore --noflush`
     /// (`.v6`): Picket's chains declared and filled, and its jumps inserted first in the built-in
-    /// chains. nil when the ruleset has no table of that family.
+    /// chains, one section per table (filter, then mangle). nil when the ruleset has no table of
+    /// that family.
     public func iptablesRestore(family: IPAddress.Family, node: String) -> String? {
         guard let table = family == .v4 ? ipv4 : ipv6 else { return nil }
         let tool = family == .v4 ? "iptables-restore" : "ip6tables-restore"
         var out = LineWriter()
-        out.comment("picket filter rules for node \(node); apply with: \(tool) --noflush, after ipset.restore")
-        out.write("*filter")
-        for chain in table.chains {
-            out.write(":\(chain.name)", "-", "[0:0]")
-        }
-        // Each built-in chain gets its hooks inserted at the top, in table order.
-        var inserted: [String: Int] = [:]
-        for hook in table.hooks {
-            let position = inserted[hook.builtin, default: 0] + 1
-            inserted[hook.builtin] = position
-            out.write(["-I", hook.builtin, String(position)] + hook.rule)
-        }
-        for chain in table.chains {
-            for rule in chain.rules {
-                out.write(["-A", chain.name] + rule)
+        out.comment("picket rules for node \(node); apply with: \(tool) --noflush, after ipset.restore")
+        for name in TableName.allCases {
+            let chains = table.chains.filter { $0.table == name }
+            let hooks = table.hooks.filter { $0.table == name }
+            guard !chains.isEmpty || !hooks.isEmpty else { continue }
+            out.write("*\(name.rawValue)")
+            for chain in chains {
+                out.write(":\(chain.name)", "-", "[0:0]")
             }
+            // Each built-in chain gets its hooks inserted at the top, in table order.
+            var inserted: [String: Int] = [:]
+            for hook in hooks {
+                let position = inserted[hook.builtin, default: 0] + 1
+                inserted[hook.builtin] = position
+                out.write(["-I", hook.builtin, String(position)] + hook.rule)
+            }
+            for chain in chains {
+                for rule in chain.rules {
+                    out.write(["-A", chain.name] + rule)
+                }
+            }
+            out.write("COMMIT")
         }
-        out.write("COMMIT")
         return out.text
     }
 }
 
 extension IPSet {
-    /// `create NAME TYPE family inet|inet6 hashsize 1024 maxelem N`.
+    /// `create NAME TYPE family inet|inet6 hashsize 1024 maxelem N [comment skbinfo]`.
     var createWords: [String] {
         ["create", name, kind.rawValue, "family", family == .v4 ? "inet" : "inet6", "hashsize", "1024", "maxelem", String(maxElements)]
+            + (tagged ? ["comment", "skbinfo"] : [])
     }
 }
 

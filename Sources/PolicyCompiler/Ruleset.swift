@@ -10,17 +10,31 @@ public struct Ruleset: Hashable, Sendable {
     public var ipv4: FilterTable
     /// The IPv6 filter table; nil when no pod in the cluster has an IPv6 address.
     public var ipv6: FilterTable?
-    /// The mark bit the rules use: on packets, "a rule admitted this packet"; on conntrack
-    /// entries, "re-check this flow at its next packet" (set by the executor on revocation).
-    public var markBit: UInt32
+    /// The packet-mark bits Picket owns, and how they are split (see `MarkLayout`).
+    public var marks: MarkLayout
+    /// Which group chain each local isolated pod is dispatched to, per direction (ingress,
+    /// egress): the numbers in the dispatch sets' members and in the dispatch trees.
+    public var dispatch: [Dispatch]
+    /// Things an operator must know that do not make an input invalid (e.g. more groups than
+    /// the mark bits can number: their pods fail closed).
+    public var warnings: [String]
 
     /// Creates a ruleset.
-    public init(sets: [IPSet], ipv4: FilterTable, ipv6: FilterTable?, markBit: UInt32 = CompileOptions().markBit) {
+    public init(
+        sets: [IPSet], ipv4: FilterTable, ipv6: FilterTable?, marks: MarkLayout = MarkLayout(),
+        dispatch: [Dispatch] = [], warnings: [String] = []
+    ) {
         self.sets = sets
         self.ipv4 = ipv4
         self.ipv6 = ipv6
-        self.markBit = markBit
+        self.marks = marks
+        self.dispatch = dispatch
+        self.warnings = warnings
     }
+
+    /// The conntrack-mark bit the executor sets on the entries of flows whose access may have
+    /// been taken away, so that their next packet is judged again.
+    public var recheckMark: UInt32 { marks.recheck }
 
     /// The tables present, IPv4 first.
     public var tables: [FilterTable] { [ipv4] + (ipv6.map { [$0] } ?? []) }
@@ -44,6 +58,24 @@ public struct IPSet: Hashable, Sendable {
         case hashIPPort = "hash:ip,port"
     }
 
+    /// A packet-mark value a member writes with `-j SET --map-set NAME --map-mark` (`skbinfo`
+    /// sets), and a comment naming what the value stands for (`comment` sets).
+    public struct Tag: Hashable, Sendable {
+        /// The mark value, within `mask`.
+        public var mark: UInt32
+        /// The bits the value replaces.
+        public var mask: UInt32
+        /// What the value stands for (a group chain's name).
+        public var comment: String
+
+        /// Creates a tag.
+        public init(mark: UInt32, mask: UInt32, comment: String) {
+            self.mark = mark
+            self.mask = mask
+            self.comment = comment
+        }
+    }
+
     /// One member.
     public struct Member: Hashable, Comparable, Sendable, CustomStringConvertible {
         /// The address (hash:ip, hash:ip,port) or block (hash:net).
@@ -58,6 +90,8 @@ public struct IPSet: Hashable, Sendable {
         }
         /// A hole in a larger block (hash:net only).
         public var nomatch: Bool
+        /// The mark and comment of a dispatch set's member.
+        public var tag: Tag?
         private var portProto: TransportProtocol?
         private var portNumber: Int
 
@@ -65,14 +99,22 @@ public struct IPSet: Hashable, Sendable {
         public init(_ address: IPAddress) {
             self.block = CIDR(address: address, prefix: address.family.bitWidth)
             self.nomatch = false
+            self.tag = nil
             self.portProto = nil
             self.portNumber = 0
+        }
+
+        /// An address member that writes `tag` into the packet mark.
+        public init(_ address: IPAddress, tag: Tag) {
+            self.init(address)
+            self.tag = tag
         }
 
         /// A block member, possibly a nomatch hole.
         public init(_ block: CIDR, nomatch: Bool = false) {
             self.block = block
             self.nomatch = nomatch
+            self.tag = nil
             self.portProto = nil
             self.portNumber = 0
         }
@@ -84,16 +126,21 @@ public struct IPSet: Hashable, Sendable {
             self.portNumber = port
         }
 
-        /// The member as `ipset add` takes it: `10.0.0.1`, `10.0.0.0/8 nomatch`, `10.0.0.1,tcp:80`.
+        /// The member as `ipset add` takes it and `ipset save` prints it: `10.0.0.1`,
+        /// `10.0.0.0/8 nomatch`, `10.0.0.1,tcp:80`, `10.0.0.1 comment "PICKET-GRI-..." skbmark 0x10000/0xff0000`.
         public var description: String {
             var text = block.prefix == block.family.bitWidth ? "\(block.address)" : "\(block)"
             if let proto = portProto { text += ",\(proto.lowercased):\(portNumber)" }
             if nomatch { text += " nomatch" }
+            if let tag {
+                text += " comment \"\(tag.comment)\" skbmark 0x\(String(tag.mark, radix: 16))/0x\(String(tag.mask, radix: 16))"
+            }
             return text
         }
 
         public static func < (lhs: Member, rhs: Member) -> Bool {
             if lhs.block != rhs.block { return lhs.block < rhs.block }
+            if lhs.tag != rhs.tag { return (lhs.tag?.mark ?? 0, lhs.tag?.comment ?? "") < (rhs.tag?.mark ?? 0, rhs.tag?.comment ?? "") }
             return (lhs.portProto?.rawValue ?? "", lhs.portNumber, lhs.nomatch ? 1 : 0)
                 < (rhs.portProto?.rawValue ?? "", rhs.portNumber, rhs.nomatch ? 1 : 0)
         }
@@ -109,12 +156,15 @@ public struct IPSet: Hashable, Sendable {
     public var members: [Member]
     /// What the set is for, e.g. `ns/policy ingress[0] peers`; rendered as a comment.
     public var purpose: String
+    /// Whether members carry a `Tag` (a dispatch set: `comment skbinfo` extensions).
+    public var tagged: Bool
 
     /// Creates a set; members are sorted and deduplicated.
-    public init(name: String, kind: Kind, family: IPAddress.Family, members: [Member], purpose: String) {
+    public init(name: String, kind: Kind, family: IPAddress.Family, members: [Member], purpose: String, tagged: Bool = false) {
         self.name = name
         self.kind = kind
         self.family = family
+        self.tagged = tagged
         var sorted = members.sorted()
         sorted.dedupeSorted()
         self.members = sorted
@@ -129,11 +179,23 @@ public struct IPSet: Hashable, Sendable {
     }
 }
 
-/// One family's filter-table content owned by Picket.
+/// The iptables tables Picket writes.
+public enum TableName: String, Hashable, Comparable, Sendable, CaseIterable {
+    /// Where packets are judged.
+    case filter
+    /// Where a new connection's packet is tagged with its pods' group numbers (`--map-set` is
+    /// refused outside mangle); mangle FORWARD and INPUT run before filter's.
+    case mangle
+
+    public static func < (lhs: TableName, rhs: TableName) -> Bool { lhs == .filter && rhs == .mangle }
+}
+
+/// One family's content owned by Picket, in the filter and the mangle table.
 public struct FilterTable: Hashable, Sendable {
     /// IPv4 (iptables) or IPv6 (ip6tables).
     public var family: IPAddress.Family
-    /// Picket's chains: the base chains first, then the others sorted by name.
+    /// Picket's chains of both tables: per table the base chains first, then the others sorted
+    /// by name. Names are unique across the tables.
     public var chains: [Chain]
     /// Jumps from built-in chains into Picket's chains, inserted first in each built-in chain.
     public var hooks: [Hook]
@@ -155,22 +217,35 @@ public struct Chain: Hashable, Sendable {
     public var name: String
     /// The rules in order; each is an argument list such as `["-m", "set", ..., "-j", "DROP"]`.
     public var rules: [[String]]
+    /// The table it lives in.
+    public var table: TableName
 
     /// Creates a chain.
-    public init(name: String, rules: [[String]] = []) {
+    public init(name: String, rules: [[String]] = [], table: TableName = .filter) {
         self.name = name
         self.rules = rules
+        self.table = table
     }
 }
 
 /// A jump from a built-in chain to one of Picket's chains.
 public struct Hook: Hashable, Sendable {
+    /// The table of the built-in chain.
+    public var table: TableName = .filter
     /// The built-in chain, e.g. `FORWARD`.
     public var builtin: String
     /// Picket's chain it jumps to.
     public var target: String
     /// Why the jump exists (rendered as an iptables comment).
     public var comment: String
+
+    /// Creates a hook.
+    public init(table: TableName = .filter, builtin: String, target: String, comment: String) {
+        self.table = table
+        self.builtin = builtin
+        self.target = target
+        self.comment = comment
+    }
 
     /// The rule's words after `-I BUILTIN 1`.
     public var rule: [String] { ["-m", "comment", "--comment", comment, "-j", target] }

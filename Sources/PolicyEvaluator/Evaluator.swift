@@ -93,7 +93,7 @@ public struct Evaluator: Sendable {
                 }
                 var members = Set<Int>()
                 for name in names {
-                    for i in snapshot.endpointsByNamespace[name] ?? [] where pods.matches(snapshot.endpoints[i].labels) {
+                    for i in snapshot.endpointsByNamespace[name] ?? [] where snapshot.peerEligible[i] && pods.matches(snapshot.endpoints[i].labels) {
                         members.insert(i)
                     }
                 }

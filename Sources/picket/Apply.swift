@@ -30,6 +30,8 @@ struct Apply: ParsableCommand {
 
     @OptionGroup var manifests: ManifestOptions
 
+    @OptionGroup var marks: MarkOptions
+
     @Option(help: ArgumentHelp(
         "After a successful apply, record the applied restore files in this directory (for operators; the kernel stays the state compared against).",
         valueName: "dir"))
@@ -40,9 +42,11 @@ struct Apply: ParsableCommand {
     }
 
     func run() throws {
+        try checkNodeName(node)
         let inputs = manifests.load()
         let invalid = report(inputs.issues)
-        let ruleset = compile(inputs.snapshot, node: node)
+        let ruleset = compile(inputs.snapshot, node: node, options: marks.compileOptions())
+        report(warnings: ruleset)
         let executor = Executor(kernel: SystemKernel())
         do {
             let changes = try executor.apply(ruleset, verify: true)

@@ -39,11 +39,14 @@ struct Diff: ParsableCommand {
     @Option(help: "Output format: text or json.")
     var format: Format = .text
 
+    @OptionGroup var marks: MarkOptions
+
     func validate() throws {
         if before.isEmpty || after.isEmpty { throw ValidationError("give at least one --before PATH and one --after PATH") }
     }
 
     func run() throws {
+        if let node { try checkNodeName(node) }
         let old = ManifestLoader.load(before)
         let new = ManifestLoader.load(after)
         if report(old.issues + new.issues) { throw ExitCode(2) }
@@ -53,8 +56,11 @@ struct Diff: ParsableCommand {
 
         var ruleChanges: [NodeRuleChange] = []
         for node in nodes {
-            let was = files(compile(oldSnapshot, node: node), node: node)
-            let now = files(compile(newSnapshot, node: node), node: node)
+            // The after state numbered as the node would number it when applying the change.
+            let wasRules = compile(oldSnapshot, node: node, options: marks.compileOptions())
+            let nowRules = compile(newSnapshot, node: node, options: marks.compileOptions()).renumbered(keeping: wasRules.dispatchNumbers)
+            let was = files(wasRules, node: node)
+            let now = files(nowRules, node: node)
             for name in ["ipset.restore", "iptables.restore", "ip6tables.restore"] {
                 let diff = unifiedDiff(was[name] ?? "", now[name] ?? "", oldLabel: "before/\(node)/\(name)", newLabel: "after/\(node)/\(name)")
                 if !diff.isEmpty { ruleChanges.append(NodeRuleChange(node: node, file: name, diff: diff)) }

@@ -19,7 +19,8 @@ struct DryRun: ParsableCommand {
             clusters, DIR/ip6tables.restore; without it, it prints them under section headers.
 
             Exit status: 0 when every input was valid; 2 when a file did not parse, an object did not \
-            decode or a policy had an invalid field. Each problem is one line on stderr naming the \
+            decode, an object or --node had a field the API server would reject (names, labels, \
+            selectors, ports, addresses). Each problem is one line on stderr naming the \
             file, the object and the field. The rules are still produced: an invalid policy keeps \
             isolating the pods it selects while its invalid rules allow nothing.
             """)
@@ -29,6 +30,8 @@ struct DryRun: ParsableCommand {
 
     @OptionGroup var manifests: ManifestOptions
 
+    @OptionGroup var marks: MarkOptions
+
     @Option(help: ArgumentHelp("Write the restore files into this directory (created if missing) instead of printing them.", valueName: "dir"))
     var output: String?
 
@@ -37,9 +40,11 @@ struct DryRun: ParsableCommand {
     }
 
     func run() throws {
+        try checkNodeName(node)
         let inputs = manifests.load()
         let invalid = report(inputs.issues)
-        let ruleset = compile(inputs.snapshot, node: node)
+        let ruleset = compile(inputs.snapshot, node: node, options: marks.compileOptions())
+        report(warnings: ruleset)
         let files = restoreFiles(ruleset, node: node)
         if let output {
             do {

@@ -34,6 +34,16 @@ func report(_ issues: [ManifestIssue]) -> Bool {
     return sawError
 }
 
+/// Checks a node name given on the command line as the API server checks node names (an RFC
+/// 1123 subdomain): each problem is one stderr line naming the option, then exit 2 (invalid
+/// input), before anything is read or compiled.
+func checkNodeName(_ node: String, option: String = "--node") throws {
+    let errors = Validation.nodeName(node, field: option)
+    guard !errors.isEmpty else { return }
+    for error in errors { printError("picket: error: \(error)") }
+    throw ExitCode(2)
+}
+
 /// Writes one line to stderr.
 func printError(_ line: String) {
     FileHandle.standardError.write(Data((line + "\n").utf8))
@@ -63,4 +73,49 @@ func write(_ files: [(name: String, text: String)], to directory: String) throws
     if !files.contains(where: { $0.name == "ip6tables.restore" }) && FileManager.default.fileExists(atPath: stale.path) {
         try FileManager.default.removeItem(at: stale)
     }
+}
+
+/// The packet-mark bits Picket may use.
+struct MarkOptions: ParsableArguments {
+    @Option(
+        name: .customLong("mark-mask"),
+        help: ArgumentHelp(
+            "The packet-mark and conntrack-mark bits Picket may use (hex). Default 0xffff0000.",
+            discussion: """
+                Picket never changes a mark bit outside this mask. Its set bits are split in two \
+                halves, numbering each isolated pod's egress group (lower half) and ingress group \
+                (upper half): n bits per direction number 2^n - 2 groups (the default, 8 bits \
+                each, 254). The lowest bit also flags, in the conntrack mark, flows to re-check. \
+                Keep it clear of other users of the mark: kube-proxy uses 0x4000 and 0x8000.
+                """,
+            valueName: "hex"))
+    var markMask: String = "0x" + String(MarkLayout.defaultMask, radix: 16)
+
+    func validate() throws {
+        _ = try layout()
+    }
+
+    /// The layout the mask describes.
+    func layout() throws -> MarkLayout {
+        let digits = markMask.lowercased().hasPrefix("0x") ? String(markMask.dropFirst(2)) : markMask
+        guard !digits.isEmpty, let mask = UInt32(digits, radix: 16) else {
+            throw ValidationError("--mark-mask: '\(markMask)' is not a 32-bit hexadecimal number")
+        }
+        do {
+            return try MarkLayout(mask: mask)
+        } catch {
+            throw ValidationError("--mark-mask: \(error)")
+        }
+    }
+
+    /// Compile options with this mask.
+    func compileOptions() -> CompileOptions {
+        // validate() ran before any command body.
+        CompileOptions(marks: (try? layout()) ?? MarkLayout())
+    }
+}
+
+/// Writes a ruleset's warnings to stderr.
+func report(warnings ruleset: Ruleset) {
+    for warning in ruleset.warnings { printError("picket: warning: \(warning)") }
 }

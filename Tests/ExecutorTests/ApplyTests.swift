@@ -20,8 +20,8 @@ struct ApplyTests {
             let (executor, log) = countingExecutor()
             let first = try namespace.inside { try executor.apply(ruleset) }
             #expect(first.setsCreated.map(\.name) == ruleset.sets.map(\.name))
-            #expect(first.chainsWritten == ruleset.ipv4.chains.map { "ipv4 \($0.name)" }.sorted())
-            #expect(first.hooksRepaired == [.v4])
+            #expect(first.chainsWritten.sorted() == ruleset.ipv4.chains.map { "ipv4 \($0.name)" }.sorted())
+            #expect(first.hooksRepaired == ["ipv4 filter", "ipv4 mangle"])
             #expect(log.tableRestores.map(\.family) == [.v4])
             try expectKernelHolds(ruleset, in: namespace)
 
@@ -70,34 +70,58 @@ struct ApplyTests {
         }
     }
 
-    @Test("a local selected pod changes its address: only its group and isolated sets change (+1 -1), in the safe order")
+    @Test("a local selected pod changes its address: one dispatch-set member leaves before, one joins after, no iptables-restore")
     func localPodMoves() throws {
         try withScratchNamespace { namespace in
             let before = Shop().ruleset
             let after = Shop.with { $0.pod("web") { $0.ips = [IPAddress("10.244.1.9")!] } }.ruleset
-            let isolated = Names.isolatedSet(.ingress, .v4)
-            let group = Names.groupSet(.ingress, policies: [shopKey("web-allow-client")], .v4)
-            try #require(sets(of: before, holding: "10.244.1.2") == [group, isolated])
+            let dispatch = Names.dispatchSet(.ingress, .v4)
+            try #require(sets(of: before, holding: "10.244.1.2") == [dispatch])
+            let tag = try #require(after.sets.first { $0.name == dispatch }?.members.first { $0.block.address == IPAddress("10.244.1.9")! })
 
             let (executor, log) = countingExecutor()
             try namespace.inside { try executor.apply(before) }
             log.reset()
             let report = try namespace.inside { try executor.apply(after) }
 
-            // Joins its group before it is isolated; stops being isolated before it leaves the group.
-            #expect(log.setRestores == [[
-                "add \(group) 10.244.1.9", "del \(isolated) 10.244.1.2",
-                "add \(isolated) 10.244.1.9", "del \(group) 10.244.1.2",
-            ]])
+            // Leaves before the rules step would run; joins (tagged with its group) after.
+            #expect(log.setRestores == [["del \(dispatch) 10.244.1.2", "add -exist \(dispatch) \(tag)"]])
             #expect(log.tableRestores.isEmpty, "\(log.tableRestores.map(\.text))")
-            #expect(changes(report.setsUpdated) == ["\(group) +1 -1", "\(isolated) +1 -1"])
+            #expect(changes(report.setsUpdated) == ["\(dispatch) +1 -1"])
             #expect(report.setsCreated.isEmpty && report.setsDestroyed.isEmpty && report.chainsWritten.isEmpty)
             #expect(log.conntrackRechecks == [[IPAddress("10.244.1.9")!]])
             try expectKernelHolds(after, in: namespace)
         }
     }
 
-    @Test("add a policy, then remove it: only its chains and sets are written, then deleted; other chains untouched")
+    @Test("a pod moves to a new group: the tree keeps its old number until it is re-tagged, then settles; the node converges")
+    func podChangesGroup() throws {
+        try withScratchNamespace { namespace in
+            let webKey = shopKey("web-second")
+            let base = Shop().ruleset
+            let moved = Shop.with { $0.policies.append(makePolicy("shop", webKey.name) { spec in
+                spec.podSelector = app("web")
+                spec.ingress = [.init(ports: [tcp(9999)])]
+            }) }.ruleset
+            let (executor, log) = countingExecutor()
+            try namespace.inside { try executor.apply(base) }
+            log.reset()
+            try namespace.inside { try executor.apply(moved) }
+            // Step 2 (rules, interim tree), step 3 (re-tag), step 4 (final tree, old group gone).
+            #expect(log.tableRestores.count == 2, "\(log.tableRestores.map(\.text))")
+            let retag = log.setRestores.flatMap { $0 }.filter { $0.hasPrefix("add -exist \(Names.dispatchSet(.ingress, .v4)) 10.244.1.2 ") }
+            #expect(retag.count == 1, "web is re-tagged with one line: \(log.setRestores)")
+            if let settle = log.tableRestores.last?.text {
+                #expect(restoreLines(settle, "-X ").contains { $0.contains("PICKET-GRI-") }, "the old group goes last: \(settle)")
+            }
+            try expectKernelHolds(moved, in: namespace)
+            // Converged: a fresh executor reading the kernel finds nothing to do.
+            let again = try namespace.inside { try Executor(kernel: SystemKernel()).apply(moved, verify: true) }
+            #expect(again.isEmpty, "\(again)")
+        }
+    }
+
+    @Test("add a policy, then remove it: only its chains, its sets and the dispatch tree are written, then deleted; other chains untouched")
     func addThenRemovePolicy() throws {
         try withScratchNamespace { namespace in
             let base = Shop().ruleset
@@ -105,20 +129,22 @@ struct ApplyTests {
             let policyChain = Names.policyChain(shopKey("api-allow-web"), .ingress)
             let groupChain = Names.groupChain(.ingress, policies: [shopKey("api-allow-web")])
             let newSets = Set(withPolicy.sets.map(\.name)).subtracting(base.sets.map(\.name)).sorted()
-            let groupSet = Names.groupSet(.ingress, policies: [shopKey("api-allow-web")], .v4)
-            try #require(newSets.count == 2 && newSets.contains(groupSet), "the group set and web's peer set: \(newSets)")
+            let dispatch = Names.dispatchSet(.ingress, .v4)
+            try #require(newSets.count == 1, "web's peer set: \(newSets)")
+            let treeBefore = Set(base.ipv4.chains.map(\.name).filter(Names.isDispatchTree))
+            let treeAfter = Set(withPolicy.ipv4.chains.map(\.name).filter(Names.isDispatchTree))
+            let treeWritten = treeAfter.subtracting(treeBefore).union([Names.ingressChain]).sorted()
 
             let (executor, log) = countingExecutor()
             try namespace.inside { try executor.apply(base) }
             let untouched = try namespace.table(.v4)
 
-            // Add.
+            // Add: the group's chain, its policy's chain and the tree nodes on its path.
             log.reset()
             let added = try namespace.inside { try executor.apply(withPolicy) }
             #expect(log.tableRestores.count == 1)
             if let text = log.tableRestores.first?.text {
-                #expect(declaredChains(text).sorted() == [Names.ingressChain, groupChain, policyChain].sorted(), "\(text)")
-                #expect(appendedChains(text) == [Names.ingressChain, groupChain, policyChain].sorted(), "\(text)")
+                #expect(declaredChains(text).sorted() == (treeWritten + [groupChain, policyChain]).sorted(), "\(text)")
                 #expect(restoreLines(text, "-I ").isEmpty && restoreLines(text, "-D ").isEmpty && restoreLines(text, "-X ").isEmpty, "\(text)")
             }
             let setLines = log.setRestores.flatMap { $0 }
@@ -126,30 +152,29 @@ struct ApplyTests {
             #expect(created.sorted() == newSets)
             #expect(!setLines.contains { $0.hasPrefix("destroy ") || $0.hasPrefix("swap ") || $0.hasPrefix("del ") }, "\(setLines)")
             #expect(added.setsCreated.map(\.name).sorted() == newSets)
-            #expect(changes(added.setsUpdated) == ["\(Names.isolatedSet(.ingress, .v4)) +1 -0"])
-            #expect(added.chainsWritten == [Names.ingressChain, groupChain, policyChain].sorted().map { "ipv4 \($0)" })
+            #expect(changes(added.setsUpdated) == ["\(dispatch) +1 -0"])
+            #expect(added.chainsWritten == (treeWritten + [groupChain, policyChain]).sorted().map { "ipv4 \($0)" })
             #expect(added.chainsDeleted.isEmpty && added.hooksRepaired.isEmpty)
             #expect(log.conntrackRechecks == [[IPAddress("10.244.1.3")!]], "api became isolated for ingress")
             try expectKernelHolds(withPolicy, in: namespace)
             let afterAdd = try namespace.table(.v4)
-            for chain in untouched.picketChains.keys where chain != Names.ingressChain {
+            for chain in untouched.picketChains.keys where !Names.isDispatchTree(chain) {
                 #expect(afterAdd.rules(of: chain) == untouched.rules(of: chain), "\(chain)")
             }
 
-            // Remove.
+            // Remove: api leaves the dispatch set first; the tree and the stale chains go after.
             log.reset()
             let removed = try namespace.inside { try executor.apply(base) }
+            let stale = ([groupChain, policyChain] + treeAfter.subtracting(treeBefore)).sorted()
             #expect(log.tableRestores.count == 1)
             if let text = log.tableRestores.first?.text {
-                #expect(declaredChains(text).sorted() == [Names.ingressChain, groupChain, policyChain].sorted(), "\(text)")
-                #expect(appendedChains(text) == [Names.ingressChain], "\(text)")
-                #expect(restoreLines(text, "-X ").sorted() == ["-X \(groupChain)", "-X \(policyChain)"].sorted(), "\(text)")
+                #expect(restoreLines(text, "-X ").sorted() == stale.map { "-X \($0)" }, "\(text)")
                 #expect(restoreLines(text, "-I ").isEmpty && restoreLines(text, "-D ").isEmpty, "\(text)")
             }
             let destroyed = log.setRestores.flatMap { $0 }.filter { $0.hasPrefix("destroy ") }
             #expect(destroyed == newSets.map { "destroy \($0)" })
             #expect(removed.setsDestroyed == newSets)
-            #expect(removed.chainsDeleted == [groupChain, policyChain].sorted().map { "ipv4 \($0)" })
+            #expect(removed.chainsDeleted == stale.map { "ipv4 \($0)" })
             #expect(removed.chainsWritten == ["ipv4 \(Names.ingressChain)"])
             #expect(log.conntrackRechecks.isEmpty, "no pod lost access by removing a policy: \(log.conntrackRechecks)")
             try expectKernelHolds(base, in: namespace)
@@ -206,7 +231,7 @@ struct ApplyTests {
             let (executor, log) = countingExecutor()
             let first = try namespace.inside { try executor.apply(dual) }
             #expect(log.tableRestores.map(\.family) == [.v4, .v6])
-            #expect(first.hooksRepaired == [.v4, .v6])
+            #expect(first.hooksRepaired == ["ipv4 filter", "ipv4 mangle", "ipv6 filter", "ipv6 mangle"])
             #expect(first.chainsWritten.filter { $0.hasPrefix("ipv6 ") }.count == dual.ipv6!.chains.count)
             try expectKernelHolds(dual, in: namespace)
             #expect(try namespace.table(.v6).picketJumps(in: "FORWARD").count == 1)
@@ -214,7 +239,7 @@ struct ApplyTests {
             log.reset()
             let back = try namespace.inside { try executor.apply(v4Only) }
             let v6Sets = dual.sets.filter { $0.family == .v6 }.map(\.name).sorted()
-            #expect(back.hooksRemoved == [.v6])
+            #expect(back.hooksRemoved == ["ipv6 filter", "ipv6 mangle"])
             #expect(back.hooksRepaired.isEmpty)
             #expect(back.chainsDeleted.sorted() == dual.ipv6!.chains.map { "ipv6 \($0.name)" }.sorted())
             #expect(back.chainsWritten.isEmpty, "the IPv4 chains do not change: \(back.chainsWritten)")

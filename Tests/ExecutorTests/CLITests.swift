@@ -94,7 +94,7 @@ struct CLITests {
             let lines = first.stdout.split(separator: "\n").map(String.init)
             #expect(lines.filter { $0.hasPrefix("set created: ") }.count == ruleset.sets.count, "\(first)")
             #expect(lines.contains("chain written: ipv4 PICKET-FORWARD"), "\(first)")
-            #expect(lines.contains("hooks inserted: ipv4 FORWARD, INPUT"), "\(first)")
+            #expect(lines.contains("hooks inserted: ipv4 filter FORWARD, INPUT"), "\(first)")
             try expectKernelHolds(ruleset, in: namespace)
 
             let second = try picket(namespace, "apply", "--node", "node-a", "--from", directory.path)
@@ -104,7 +104,7 @@ struct CLITests {
 
             let cleanup = try picket(namespace, "cleanup")
             #expect(cleanup.status == 0, "\(cleanup)")
-            #expect(cleanup.stdout.contains("hooks removed: ipv4 FORWARD, INPUT"), "\(cleanup)")
+            #expect(cleanup.stdout.contains("hooks removed: ipv4 filter FORWARD, INPUT"), "\(cleanup)")
             #expect(try namespace.table(.v4).picketChains.isEmpty)
             #expect(try namespace.picketSets().isEmpty)
 
@@ -128,7 +128,7 @@ struct CLITests {
             #expect(result.stdout.contains("chain written: ipv4 PICKET-FORWARD"), "\(result)")
             try expectKernelHolds(ruleset, in: namespace)
             // api is isolated for ingress by the invalid policy and admits nothing.
-            #expect(try namespace.picketSets()[Names.isolatedSet(.ingress, .v4)]?.members == ["10.244.1.2", "10.244.1.3"])
+            #expect(try namespace.picketSets()[Names.dispatchSet(.ingress, .v4)]?.members.map { String($0.split(separator: " ")[0]) }.sorted() == ["10.244.1.2", "10.244.1.3"])
 
             let again = try picket(namespace, "apply", "--node", "node-a", "--from", directory.path)
             #expect(again.status == 2)
@@ -142,23 +142,23 @@ struct CLITests {
         try withScratchNamespace { namespace in
             let directory = try manifestDirectory(["shop.yaml": Self.shopManifests])
             defer { try? FileManager.default.removeItem(at: directory) }
-            try namespace.run("ipset", "create", "picket-ingress-v4", "hash:net")
+            try namespace.run("ipset", "create", "picket-ingress-map-v4", "hash:net")
             let tablesBefore = try namespace.saveBoth()
 
             let result = try picket(namespace, "apply", "--node", "node-a", "--from", directory.path)
-            print("ExecutorTests.kernelRefusal: picket apply with a foreign hash:net picket-ingress-v4: \(result)")
+            print("ExecutorTests.kernelRefusal: picket apply with a foreign hash:net picket-ingress-map-v4: \(result)")
             #expect(result.status == 1, "\(result)")
             #expect(result.stdout.isEmpty, "\(result)")
             #expect(result.stderr.hasPrefix("picket: error: apply failed, the previous rules stay in force: ipset restore (new sets): "), "\(result)")
-            #expect(result.stderr.contains("swap picket-ingress-v4"), "the failing line is shown: \(result)")
+            #expect(result.stderr.contains("swap picket-ingress-map-v4"), "the failing line is shown: \(result)")
             #expect(try namespace.saveBoth() == tablesBefore, "no chain or hook was written")
-            #expect(try namespace.picketSets()["picket-ingress-v4"]?.type == "hash:net", "the foreign set is left alone")
+            #expect(try namespace.picketSets()["picket-ingress-map-v4"]?.type == "hash:net", "the foreign set is left alone")
             let leftSets = try namespace.setNames()
-            #expect(leftSets == ["picket-ingress-v4"], "only the foreign set remains")
+            #expect(leftSets == ["picket-ingress-map-v4"], "only the foreign set remains")
 
 
             // Once the operator removes the foreign set, apply succeeds.
-            try namespace.run("ipset", "destroy", "picket-ingress-v4")
+            try namespace.run("ipset", "destroy", "picket-ingress-map-v4")
             let retry = try picket(namespace, "apply", "--node", "node-a", "--from", directory.path)
             #expect(retry.status == 0, "\(retry)")
             try expectKernelHolds(compiled(directory), in: namespace)

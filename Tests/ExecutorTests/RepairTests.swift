@@ -32,19 +32,19 @@ struct Tamper: CustomTestStringConvertible, Sendable {
         Tamper(
             name: "(c) the FORWARD jump deleted",
             command: { _ in ["iptables", "-D", "FORWARD", "1"] },
-            report: { _ in ["hooks inserted: ipv4 FORWARD, INPUT"] }),
+            report: { _ in ["hooks inserted: ipv4 filter FORWARD, INPUT"] }),
         Tamper(
             name: "(d) a foreign rule inserted above Picket's jump",
             command: { _ in ["iptables", "-I", "FORWARD", "1", "-s", "192.0.2.0/24", "-j", "ACCEPT"] },
-            report: { _ in ["hooks inserted: ipv4 FORWARD, INPUT"] }),
+            report: { _ in ["hooks inserted: ipv4 filter FORWARD, INPUT"] }),
         Tamper(
             name: "(e) a duplicate Picket jump appended",
             command: { _ in ["iptables", "-A", "FORWARD", "-m", "comment", "--comment", "picket: NetworkPolicy for pod traffic", "-j", "PICKET-FORWARD"] },
-            report: { _ in ["hooks inserted: ipv4 FORWARD, INPUT"] }),
+            report: { _ in ["hooks inserted: ipv4 filter FORWARD, INPUT"] }),
         Tamper(
             name: "(e2) a duplicate Picket jump inserted first",
             command: { _ in ["iptables", "-I", "FORWARD", "1", "-m", "comment", "--comment", "picket: NetworkPolicy for pod traffic", "-j", "PICKET-FORWARD"] },
-            report: { _ in ["hooks inserted: ipv4 FORWARD, INPUT"] }),
+            report: { _ in ["hooks inserted: ipv4 filter FORWARD, INPUT"] }),
         Tamper(
             name: "(f) an ACCEPT-all rule inserted first in PICKET-FORWARD",
             command: { _ in ["iptables", "-I", "PICKET-FORWARD", "1", "-j", "ACCEPT"] },
@@ -52,7 +52,15 @@ struct Tamper: CustomTestStringConvertible, Sendable {
         Tamper(
             name: "(g) a stray jump into Picket's chain from OUTPUT",
             command: { _ in ["iptables", "-A", "OUTPUT", "-j", "PICKET-INPUT"] },
-            report: { _ in ["hooks inserted: ipv4 FORWARD, INPUT"] }),
+            report: { _ in ["hooks inserted: ipv4 filter FORWARD, INPUT"] }),
+        Tamper(
+            name: "(h) the mangle FORWARD jump deleted (new connections would go untagged: unisolated)",
+            command: { _ in ["iptables", "-t", "mangle", "-D", "FORWARD", "1"] },
+            report: { _ in ["hooks inserted: ipv4 mangle FORWARD, INPUT"] }),
+        Tamper(
+            name: "(i) the dispatch-set lookup removed from PICKET-MARK-FORWARD",
+            command: { _ in ["iptables", "-t", "mangle", "-D", "PICKET-MARK-FORWARD", "5"] },
+            report: { _ in ["chain written: ipv4 PICKET-MARK-FORWARD"] }),
     ]
 }
 
@@ -222,7 +230,7 @@ struct InjectedFault: CustomTestStringConvertible, Sendable {
 
     static let all: [InjectedFault] = [
         InjectedFault(name: "step 3 (member deltas) fails") { call in
-            if case .restoreSets(let lines) = call { lines.contains("add \(Names.isolatedSet(.ingress, .v4)) 10.244.1.3") } else { false }
+            if case .restoreSets(let lines) = call { lines.contains { $0.hasPrefix("add -exist \(Names.dispatchSet(.ingress, .v4)) 10.244.1.3 ") } } else { false }
         },
         InjectedFault(name: "conntrack deletion fails") { call in
             if case .recheckConntrack = call { true } else { false }

@@ -152,20 +152,24 @@ struct ScratchNamespace {
         return result.stdout
     }
 
-    /// `iptables-save -t filter` (or ip6tables-save) without comments and counters.
-    func save(_ family: IPAddress.Family) throws -> String {
-        let text = try run(family == .v4 ? "iptables-save" : "ip6tables-save", "-t", "filter")
+    /// `iptables-save -t TABLE` (or ip6tables-save) without comments and counters.
+    func save(_ family: IPAddress.Family, _ table: TableName = .filter) throws -> String {
+        let text = try run(family == .v4 ? "iptables-save" : "ip6tables-save", "-t", table.rawValue)
         return normalizedTableSave(text)
     }
 
-    /// Both families' `save`, for before/after comparisons.
+    /// Both families' `save` of both tables Picket writes, for before/after comparisons.
     func saveBoth() throws -> String {
-        try "# ipv4\n" + save(.v4) + "# ipv6\n" + save(.v6)
+        var text = ""
+        for family in IPAddress.Family.allCases {
+            for table in TableName.allCases { text += try "# \(family) \(table.rawValue)\n" + save(family, table) }
+        }
+        return text
     }
 
-    /// The kernel's filter table of one family as the tests read it.
-    func table(_ family: IPAddress.Family) throws -> SavedTable {
-        SavedTable(parsing: try save(family))
+    /// The kernel's filter (or mangle) table of one family as the tests read it.
+    func table(_ family: IPAddress.Family, _ table: TableName = .filter) throws -> SavedTable {
+        SavedTable(parsing: try save(family, table))
     }
 
     /// `ipset save`, normalised (see `normalizedSetSave`).
@@ -297,16 +301,24 @@ func normalizedSetSave(_ text: String) -> String {
 
 // MARK: - What a compiled ruleset says the kernel must hold
 
-/// Picket's chains of one family as the compiler wrote them (empty when the family is absent).
-func compiledChains(_ ruleset: Ruleset, _ family: IPAddress.Family) -> [String: [String]] {
+/// Picket's chains of one family and table as the compiler wrote them (empty when the family is absent).
+func compiledChains(_ ruleset: Ruleset, _ family: IPAddress.Family, _ tableName: TableName = .filter) -> [String: [String]] {
     guard let table = ruleset.tables.first(where: { $0.family == family }) else { return [:] }
-    return Dictionary(uniqueKeysWithValues: table.chains.map { ($0.name, $0.ruleTexts) })
+    return Dictionary(uniqueKeysWithValues: table.chains.filter { $0.table == tableName }.map { ($0.name, $0.ruleTexts) })
 }
 
-/// The hooks of one built-in chain in one family, in order.
-func compiledHooks(_ ruleset: Ruleset, _ family: IPAddress.Family, _ builtin: String) -> [String] {
+/// The hooks of one built-in chain in one family and table, in order.
+func compiledHooks(_ ruleset: Ruleset, _ family: IPAddress.Family, _ builtin: String, _ tableName: TableName = .filter) -> [String] {
     guard let table = ruleset.tables.first(where: { $0.family == family }) else { return [] }
-    return table.hooks.filter { $0.builtin == builtin }.map(\.ruleText)
+    return table.hooks.filter { $0.builtin == builtin && $0.table == tableName }.map(\.ruleText)
+}
+
+/// `ruleset` numbered as the namespace's dispatch sets number its groups (an apply keeps the
+/// numbers pods carry, so they may differ from a fresh compile's).
+func numberedAsKernel(_ ruleset: Ruleset, in namespace: ScratchNamespace) throws -> Ruleset {
+    var state = NodeState()
+    state.sets = KernelText.parseSets(try namespace.run("ipset", "save"))
+    return ruleset.renumbered(keeping: state.carriedNumbers(ruleset.marks))
 }
 
 /// Picket's sets as the compiler wrote them.
@@ -324,13 +336,16 @@ func expectKernelHolds(
     _ ruleset: Ruleset, in namespace: ScratchNamespace, _ comment: Comment? = nil,
     sourceLocation: SourceLocation = #_sourceLocation
 ) throws {
+    let ruleset = try numberedAsKernel(ruleset, in: namespace)
     for family in IPAddress.Family.allCases {
-        let table = try namespace.table(family)
-        #expect(table.picketChains == compiledChains(ruleset, family), "\(family) chains \(comment?.rawValue ?? "")", sourceLocation: sourceLocation)
-        for builtin in ["FORWARD", "INPUT", "OUTPUT"] {
-            let hooks = compiledHooks(ruleset, family, builtin)
-            #expect(Array(table.rules(of: builtin).prefix(hooks.count)) == hooks, "\(family) \(builtin) starts with the hooks \(comment?.rawValue ?? "")", sourceLocation: sourceLocation)
-            #expect(table.picketJumps(in: builtin) == hooks, "\(family) \(builtin): one jump per hook \(comment?.rawValue ?? "")", sourceLocation: sourceLocation)
+        for tableName in TableName.allCases {
+            let table = try namespace.table(family, tableName)
+            #expect(table.picketChains == compiledChains(ruleset, family, tableName), "\(family) \(tableName) chains \(comment?.rawValue ?? "")", sourceLocation: sourceLocation)
+            for builtin in ["FORWARD", "INPUT", "OUTPUT"] {
+                let hooks = compiledHooks(ruleset, family, builtin, tableName)
+                #expect(Array(table.rules(of: builtin).prefix(hooks.count)) == hooks, "\(family) \(tableName) \(builtin) starts with the hooks \(comment?.rawValue ?? "")", sourceLocation: sourceLocation)
+                #expect(table.picketJumps(in: builtin) == hooks, "\(family) \(tableName) \(builtin): one jump per hook \(comment?.rawValue ?? "")", sourceLocation: sourceLocation)
+            }
         }
     }
     #expect(try namespace.picketSets() == compiledSets(ruleset), "sets \(comment?.rawValue ?? "")", sourceLocation: sourceLocation)
@@ -560,5 +575,6 @@ func shopKey(_ name: String) -> ObjectKey { ObjectKey(namespace: "shop", name: n
 
 /// The names of the sets whose members include `member`, sorted.
 func sets(of ruleset: Ruleset, holding member: String) -> [String] {
-    ruleset.sets.filter { $0.memberTexts.contains(member) }.map(\.name).sorted()
+    // A dispatch set's member text goes on with its tag: compare what comes before it.
+    ruleset.sets.filter { $0.memberTexts.contains { $0 == member || $0.hasPrefix(member + " ") } }.map(\.name).sorted()
 }

@@ -83,6 +83,11 @@ struct ClusterManifests: Sendable {
     var pods: [Pod]
     /// NetworkPolicy documents, YAML or JSON, each one or more objects.
     var policies: [String]
+    /// Pods that exist only in the manifests (no network namespace, never probed): they give
+    /// the nodes groups and peers to hold, as a crowded cluster does.
+    var phantomPods: [Pod] = []
+    /// Extra arguments to `picket apply` (e.g. `--mark-mask`).
+    var applyArguments: [String] = []
 
     /// A Namespace object.
     static func manifest(_ namespace: Namespace) -> JSON {
@@ -129,7 +134,7 @@ struct ClusterManifests: Sendable {
             JSON.object([("apiVersion", "v1"), ("kind", "List"), ("items", .array(items))]).rendered() + "\n"
         }
         try Data(list(namespaces.map(Self.manifest)).utf8).write(to: URL(fileURLWithPath: "\(directory)/namespaces.json"))
-        try Data(list(pods.map(Self.manifest)).utf8).write(to: URL(fileURLWithPath: "\(directory)/pods.json"))
+        try Data(list((pods + phantomPods).map(Self.manifest)).utf8).write(to: URL(fileURLWithPath: "\(directory)/pods.json"))
         for (i, text) in policies.enumerated() {
             let name = String(format: "policy-%03d.yaml", i + 1)
             try Data(text.utf8).write(to: URL(fileURLWithPath: "\(directory)/\(name)"))

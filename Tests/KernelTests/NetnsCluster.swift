@@ -352,6 +352,7 @@ final class NetnsCluster: @unchecked Sendable {
         var nodes: [AppliedRules] = []
         for node in self.nodes {
             let argv = ["ip", "netns", "exec", nodeNamespace[node.name]!, NetnsCluster.picket, "apply", "--node", node.name, "--from", directory]
+                + manifests.applyArguments
             var rounds: [String] = []
             for _ in 0..<2 {
                 do {

@@ -93,9 +93,11 @@ import Testing
         for bad in [#"\x"#, #"\u12"#, #"\uD800"#, #"\uDC00"#, #"\uD800\u0041"#, #"\uD800x"#] {
             #expect(decode(pod + #", "spec": {"x": "\#(bad)"}}"#).pods.isEmpty, "\(bad)")
         }
-        let good = decode(#"{"kind": "Namespace", "apiVersion": "v1", "metadata": {"name": "n", "labels": {"a\u00e9\ud83d\ude00\n\"\\\/": "\u0041\u00E9€😀"}}}"#)
+        // Escapes in values and in keys (`\u006eodeName` is `nodeName`).
+        let good = decode(pod + #", "spec": {"\u006eodeName": "n1"}, "status": {"phase": "a\u00e9\ud83d\ude00\n\"\\\/\u0041\u00E9€😀"}}"#)
         #expect(good.issues.isEmpty)
-        #expect(good.namespaces.first?.labels["aé😀\n\"\\/"] == "Aé€😀")
+        #expect(good.pods.first?.nodeName == "n1")
+        #expect(good.pods.first?.phase == "aé😀\n\"\\/Aé€😀")
     }
 
     @Test("wrong types name the object and the field, as the YAML path does")
@@ -115,9 +117,12 @@ import Testing
         #expect(lines(decode(pod + #", "spec": {"containers": [{"ports": [{"name": "a"}]}]}}"#)) == [
             "in.json: Pod x/p: spec.containers[0].ports[0].containerPort: is required but missing",
         ])
-        #expect(lines(decode(pod + #", "status": {"podIP": "10.0.0.300"}}"#)) == [
-            "in.json: Pod x/p: status: status.podIPs: \"10.0.0.300\" is not an IP address",
+        // An address that does not parse is left out; the pod is kept (isolated, never a peer).
+        let badIP = decode(pod + #", "status": {"podIP": "10.0.0.300"}}"#)
+        #expect(lines(badIP) == [
+            "in.json: Pod x/p: status.podIP: Invalid value: \"10.0.0.300\": must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
         ])
+        #expect(badIP.pods.first?.ips == [])
         #expect(lines(decode(#"{"kind": "NetworkPolicy", "apiVersion": "networking.k8s.io/v1", "metadata": {"name": "np", "namespace": "x"}, "spec": {"ingress": [{"from": [{"ipBlock": {"except": []}}]}]}}"#)) == [
             "in.json: NetworkPolicy x/np: spec.ingress[0].from[0].ipBlock.cidr: is required but missing",
         ])

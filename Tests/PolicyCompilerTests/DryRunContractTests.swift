@@ -69,7 +69,7 @@ import Testing
         #expect(result.status == 2)
         #expect(result.stderr.hasPrefix("picket: error: \(input)/broken.yaml: does not parse: "))
         // good.yaml still compiles: its default deny isolates shop/web-a on node-a.
-        #expect(result.stdout.contains("-A PICKET-INGRESS -m set --match-set picket-gri-"))
+        #expect(result.stdout.contains("-A PICKET-INGRESS -m mark --mark "))
     }
 
     @Test("a missing path is an input error")
@@ -77,6 +77,34 @@ import Testing
         let result = try run(Self.picket, ["dry-run", "--node", "node-a", "--from", "/nonexistent/picket-manifests"])
         #expect(result.status == 2)
         #expect(result.stderr.contains("/nonexistent/picket-manifests: no such file or directory"))
+    }
+
+    @Test("an invalid --node is refused naming --node, exit 2, nothing compiled")
+    func invalidNode() throws {
+        let result = try run(Self.picket, ["dry-run", "--node", "bad name", "--from", fixture("demo/input")])
+        #expect(result.status == 2)
+        #expect(result.stdout.isEmpty)
+        #expect(result.stderr.hasPrefix("picket: error: --node: Invalid value: \"bad name\": a lowercase RFC 1123 subdomain"), "\(result.stderr)")
+    }
+
+    @Test("every rejected-input vector: exit 2, each error names its field, and the output holds only Picket's lines",
+          arguments: GoldenCase.all().filter { $0.name.hasPrefix("rejected-") })
+    func rejectedVectors(_ fixture: GoldenCase) throws {
+        let input = fixture.directory.appendingPathComponent("input").path
+        let result = try run(Self.picket, ["dry-run", "--node", fixture.node, "--from", input])
+        #expect(result.status == 2, "\(result.stderr)")
+        let errors = result.stderr.split(separator: "\n").filter { $0.hasPrefix("picket: error: ") }
+        #expect(!errors.isEmpty)
+        for line in errors {
+            // `file: Kind ns/name: field: reason` (or `--node: reason`), one line each.
+            #expect(line.contains(": metadata.") || line.contains(": spec.") || line.contains("--node: "), "\(line)")
+        }
+        for line in result.stdout.split(separator: "\n") {
+            let ok = line.hasPrefix("#") || line == "*filter" || line == "*mangle" || line.hasPrefix(":PICKET-") || line.hasPrefix("-A PICKET-")
+                || line.hasPrefix("-I FORWARD 1 ") || line.hasPrefix("-I INPUT 1 ") || line == "COMMIT"
+                || line.hasPrefix("create picket-") || line.hasPrefix("add picket-")
+            #expect(ok, "\(line)")
+        }
     }
 
     @Test("usage errors name the missing option")

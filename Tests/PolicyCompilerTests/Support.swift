@@ -42,8 +42,13 @@ struct GoldenCase: CustomTestStringConvertible, Sendable {
 }
 
 /// What `picket dry-run` writes for a snapshot, by file name, plus `diagnostics.txt` (the
-/// stderr lines) when there are issues.
+/// stderr lines) when there are issues. An invalid node name is refused before anything is
+/// read, as the CLI does: then only `diagnostics.txt`.
 func renderedFiles(_ set: ManifestSet, node: String) -> [String: String] {
+    let nodeErrors = Validation.nodeName(node, field: "--node")
+    if !nodeErrors.isEmpty {
+        return ["diagnostics.txt": nodeErrors.map { "error: \($0)\n" }.joined()]
+    }
     let ruleset = compile(set.snapshot, node: node)
     var files = ["ipset.restore": ruleset.ipsetRestore(node: node)]
     files["iptables.restore"] = ruleset.iptablesRestore(family: .v4, node: node)
