@@ -10,7 +10,7 @@ import KubeModel
 import Yams
 
 /// One input: decode it; a trap, an overflow or a memory error is the finding.
-@_cdecl("LLVMFuzzerTestOneInput")
+@_cdecl("LLVMFuzzerTestOneInput") @discardableResult
 public func fuzzJSON(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     let bytes = UnsafeRawBufferPointer(start: data, count: size)
     let set = ManifestDecoder.decodeJSON(bytes, source: "fuzz.json")
@@ -57,7 +57,7 @@ struct FuzzJSONTool {
         }
         for path in arguments {
             let data = try Data(contentsOf: URL(fileURLWithPath: path))
-            _ = data.withUnsafeBytes { fuzzJSON($0.baseAddress?.assumingMemoryBound(to: UInt8.self), $0.count) }
+            data.withUnsafeBytes { fuzzJSON($0.baseAddress?.assumingMemoryBound(to: UInt8.self), $0.count) }
             print("\(path): ok")
         }
     }

@@ -45,7 +45,7 @@ extension ManifestDecoder {
             while !reader.isAtEnd() {
                 index += 1
                 var document = ManifestSet()
-                _ = try reader.decodeManifest(location: JSONLocation(parent: "document \(index)"), inferredKind: nil, source: source, into: &document)
+                try reader.decodeManifest(location: JSONLocation(parent: "document \(index)"), inferredKind: nil, source: source, into: &document)
                 set.append(contentsOf: document)
             }
         } catch {
@@ -108,6 +108,7 @@ private struct PodParts {
 extension JSONReader {
     /// Decodes the object at the position (an item of a List when `inferredKind` is set) into
     /// `set`. Returns whether the object named its own `kind`.
+    @discardableResult
     mutating func decodeManifest(
         location: JSONLocation, inferredKind: String?, level: Int = 0, source: String, into set: inout ManifestSet
     ) throws(JSONSyntaxError) -> Bool {
@@ -225,7 +226,7 @@ extension JSONReader {
                 let itemKind = kindOrInferred == "List" ? nil : String(kindOrInferred.dropLast(4))
                 let listLocation = location.description
                 try again.readArray { r, i throws(JSONSyntaxError) in
-                    _ = try r.decodeManifest(
+                    try r.decodeManifest(
                         location: JSONLocation(parent: listLocation, item: i), inferredKind: itemKind, level: level + 1, source: source, into: &set)
                 }
             }
@@ -287,7 +288,7 @@ extension JSONReader {
 
     /// A Pod's spec: nodeName, hostNetwork, containers[].ports[], initContainers[].ports[].
     fileprivate mutating func podSpec(into pod: inout PodParts) throws(JSONSyntaxError) {
-        _ = try object { r, key throws(JSONSyntaxError) in
+        try object { r, key throws(JSONSyntaxError) in
             if key.is("nodeName") {
                 pod.nodeName = try r.at("nodeName") { r throws(JSONSyntaxError) in try r.optionalString() }
             } else if key.is("hostNetwork") {
@@ -305,12 +306,12 @@ extension JSONReader {
     /// The ports of every container of a containers list, in order.
     private mutating func containerPorts(list: String) throws(JSONSyntaxError) -> [Pod.WrittenPort] {
         var ports: [Pod.WrittenPort] = []
-        _ = try array { r, c throws(JSONSyntaxError) in
+        try array { r, c throws(JSONSyntaxError) in
             var containerPorts: [Pod.WrittenPort] = []
-            _ = try r.requiredObject { r, key throws(JSONSyntaxError) in
+            try r.requiredObject { r, key throws(JSONSyntaxError) in
                 guard key.is("ports") else { return try r.skipValue() }
                 containerPorts = []
-                _ = try r.at("ports") { r throws(JSONSyntaxError) in
+                try r.at("ports") { r throws(JSONSyntaxError) in
                     try r.array { r, p throws(JSONSyntaxError) in
                         var name: String?
                         var number: Int?
@@ -343,7 +344,7 @@ extension JSONReader {
 
     /// A Pod's status: phase, podIP, podIPs[].ip.
     fileprivate mutating func podStatus(into pod: inout PodParts) throws(JSONSyntaxError) {
-        _ = try object { r, key throws(JSONSyntaxError) in
+        try object { r, key throws(JSONSyntaxError) in
             if key.is("phase") {
                 pod.phase = try r.at("phase") { r throws(JSONSyntaxError) in try r.optionalString() }
             } else if key.is("podIP") {
@@ -554,6 +555,7 @@ extension JSONReader {
     }
 
     /// An object: `member` per key; false for null; a failure for another type.
+    @discardableResult
     mutating func object(_ member: (inout JSONReader, JSONKey) throws(JSONSyntaxError) -> Void) throws(JSONSyntaxError) -> Bool {
         switch try peekType() {
         case .object:
@@ -570,6 +572,7 @@ extension JSONReader {
     }
 
     /// An object that may not be null (a list element).
+    @discardableResult
     mutating func requiredObject(_ member: (inout JSONReader, JSONKey) throws(JSONSyntaxError) -> Void) throws(JSONSyntaxError) -> Bool {
         if try peekType() == .null {
             fail("is null, expected Mapping")
@@ -580,6 +583,7 @@ extension JSONReader {
     }
 
     /// An array: `element` per index (with the index on the path); false for null.
+    @discardableResult
     mutating func array(_ element: (inout JSONReader, Int) throws(JSONSyntaxError) -> Void) throws(JSONSyntaxError) -> Bool {
         switch try peekType() {
         case .array:

@@ -250,7 +250,7 @@ struct JSONReader {
             case UInt8(ascii: "\""):
                 try scanString()
             case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
-                _ = try scanNumber()
+                try scanNumber()
             case UInt8(ascii: "t"):
                 try literal("true")
             case UInt8(ascii: "f"):
@@ -324,6 +324,7 @@ struct JSONReader {
     }
 
     /// Scans a number by the JSON grammar; returns whether it is an integer.
+    @discardableResult
     private mutating func scanNumber() throws(JSONSyntaxError) -> Bool {
         @inline(__always) func isDigit(_ b: UInt8) -> Bool { b &- UInt8(ascii: "0") < 10 }
         var integer = true
