@@ -97,6 +97,44 @@ struct ContinuousTrafficTests {
         #expect(results[2].succeeded == 0 && results[2].failed > 20, "denied pair: \(results[2])")
     }
 
+    @Test("a packet's mark bits outside --mark-mask survive Picket's chains, and Picket leaves none of its own on an admitted packet")
+    func foreignMarkBits() throws {
+        guard kernelTestsCanRun() else { return }
+        let node = try BridgedNode(pods: [Self.client, Self.server])
+        defer { node.shutdown() }
+        // Both ends isolated, so both group numbers are written and cleared on the way.
+        let ruleset = Self.ruleset([Self.serverAllows(["client"]), makePolicy("shop", "client-egress") { spec in
+            spec.podSelector = app("client")
+            spec.policyTypes = ["Egress"]
+            spec.egress = [.init(peers: [.init(podSelector: app("server"))], ports: [tcp(80)])]
+        }])
+        try node.inside { _ = try Executor(kernel: SystemKernel()).apply(ruleset) }
+        try node.startServer(in: "server", port: 80)
+        func iptables(_ arguments: [String]) throws -> String {
+            try checked("/usr/sbin/ip", ["netns", "exec", node.nodeName, "iptables"] + arguments)
+        }
+        // kube-proxy's masquerade bit on every packet from the client, set before Picket's chains;
+        // two counters after them, in FORWARD: new connections still carrying it, and packets
+        // from the client still carrying any of Picket's bits.
+        _ = try iptables(["-t", "mangle", "-I", "PREROUTING", "1", "-s", Self.client.1, "-j", "MARK", "--set-xmark", "0x4000/0x4000"])
+        _ = try iptables(["-A", "FORWARD", "-s", Self.client.1, "-m", "conntrack", "--ctstate", "NEW", "-m", "mark", "--mark", "0x4000/0x4000",
+                          "-m", "comment", "--comment", "foreign-bit-kept"])
+        _ = try iptables(["-A", "FORWARD", "-s", Self.client.1, "-m", "mark", "!", "--mark", "0x0/\(String(format: "0x%x", MarkLayout.defaultMask))",
+                          "-m", "comment", "--comment", "picket-bits-left"])
+        let traffic = try node.traffic(from: "client", mode: "new", to: Self.server.1, seconds: 2)
+        let counts = try traffic.finish(within: 12)
+        #expect(counts.succeeded > 10 && counts.failed == 0, "the policy admits client -> server: \(counts)")
+        func packets(_ comment: String) throws -> Int {
+            let line = try iptables(["-L", "FORWARD", "-v", "-x", "-n"]).split(separator: "\n").first { $0.contains(comment) }
+            return Int(line?.split(separator: " ").first ?? "") ?? -1
+        }
+        let kept = try packets("foreign-bit-kept")
+        let left = try packets("picket-bits-left")
+        print("ExecutorTests.foreignMarkBits: \(counts.succeeded) connections; new-connection packets with 0x4000 after Picket: \(kept); packets with Picket's bits after Picket: \(left)")
+        #expect(kept >= counts.succeeded, "every admitted new connection still carries the foreign bit")
+        #expect(left == 0, "no admitted packet leaves with one of Picket's bits")
+    }
+
     @Test("an established connection is cut by the apply that tightens or removes its policy; others survive")
     func revocation() throws {
         guard kernelTestsCanRun() else { return }

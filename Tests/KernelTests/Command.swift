@@ -36,6 +36,9 @@ struct CommandOutput {
 
 /// Finds tools on PATH and runs them.
 enum Command {
+    /// Serialises `Process.run` (see `run`).
+    static let launchLock = NSLock()
+
     /// The directories searched for tools: PATH, then the sbin directories root's PATH usually has.
     private static var searchPath: [String] {
         let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
@@ -72,7 +75,10 @@ enum Command {
         let finished = DispatchSemaphore(value: 0)
         process.terminationHandler = { _ in finished.signal() }
         do {
-            try process.run()
+            // Foundation's Process.run is not safe to call from several threads at once here
+            // (a crash in its launch path was seen with probes started in parallel): launches
+            // are serialised, the commands still run in parallel.
+            try Command.launchLock.withLock { try process.run() }
         } catch {
             throw CommandError(command: argv, status: nil, message: "cannot start: \(error)")
         }
@@ -188,7 +194,10 @@ final class BackgroundProcess: @unchecked Sendable {
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle(forWritingAtPath: logPath)
         do {
-            try process.run()
+            // Foundation's Process.run is not safe to call from several threads at once here
+            // (a crash in its launch path was seen with probes started in parallel): launches
+            // are serialised, the commands still run in parallel.
+            try Command.launchLock.withLock { try process.run() }
         } catch {
             throw CommandError(command: argv, status: nil, message: "cannot start: \(error)")
         }
