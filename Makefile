@@ -6,7 +6,7 @@ DEBIAN_DEPS  := iptables ipset libipset-dev libnetfilter-conntrack-dev libcurl4-
 NODE         ?= node-a
 DEMO         ?= Fixtures/demo/input
 
-.PHONY: all deps build run test fuzz fuzz-manifests golden bench clean
+.PHONY: all deps build run test fuzz fuzz-manifests fuzz-json golden bench clean
 
 all: build
 
@@ -40,9 +40,10 @@ test: deps
 
 # Many more random clusters and policies, each checked kernel vs evaluator (root). A failing
 # case prints PICKET_FUZZ_SEED=... to replay it; FUZZ_SEED picks a new series.
-# Then libFuzzer over the manifest decoder (fuzz-manifests).
+# Then libFuzzer over the manifest decoder (fuzz-manifests), after libFuzzer over the JSON
+# reader (fuzz-json).
 FUZZ_CASES ?= 200
-fuzz: deps
+fuzz: deps fuzz-json
 	$(SWIFT) build --build-tests
 	PICKET_FUZZ_CASES=$(FUZZ_CASES) $(if $(FUZZ_SEED),PICKET_FUZZ_SEED=$(FUZZ_SEED)) $(SWIFT) test --skip-build --filter FuzzTests
 	$(MAKE) fuzz-manifests
@@ -61,6 +62,19 @@ fuzz-manifests: deps
 	mkdir -p .build-fuzz/artifacts; \
 	.build-fuzz/debug/picket-fuzz-manifests -max_total_time=$(FUZZ_SECONDS) -timeout=10 -max_len=16384 \
 	  -print_final_stats=1 -artifact_prefix=.build-fuzz/artifacts/ "$$corpus"
+
+# libFuzzer over the JSON manifest path, seeded from every Fixtures input converted to JSON, for
+# FUZZ_JSON_SECONDS; a crash leaves crash-* in .build-fuzz-json/findings and fails the target.
+# Replay one with `picket-fuzz-json FILE` (normal build). Its own scratch path: the target is in
+# the main package (a normal build makes it a seed writer and replayer).
+FUZZ_JSON_SECONDS ?= 60
+fuzz-json: deps
+	$(SWIFT) build --product picket-fuzz-json
+	rm -rf .build-fuzz-json/seeds && mkdir -p .build-fuzz-json/corpus .build-fuzz-json/findings
+	$$($(SWIFT) build --show-bin-path)/picket-fuzz-json seeds .build-fuzz-json/seeds Fixtures
+	$(SWIFT) build --scratch-path .build-fuzz-json -c release --product picket-fuzz-json -Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING -Xlinker --export-dynamic
+	.build-fuzz-json/release/picket-fuzz-json -max_total_time=$(FUZZ_JSON_SECONDS) -max_len=65536 -timeout=10 \
+	  -artifact_prefix=.build-fuzz-json/findings/ .build-fuzz-json/corpus .build-fuzz-json/seeds
 
 # Re-record every golden file from the current compiler, then check them.
 golden: deps

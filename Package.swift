@@ -88,6 +88,14 @@ let package = Package(
             path: "Benchmarks/picket-bench",
             swiftSettings: swiftSettings
         ),
+        // libFuzzer target over the JSON manifest path (`make fuzz-json`); a replay and seed tool
+        // in a normal build.
+        .executableTarget(
+            name: "picket-fuzz-json",
+            dependencies: ["KubeModel", .product(name: "Yams", package: "Yams")],
+            path: "Fuzz/json",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "picketTests",
             dependencies: ["picket"],
@@ -95,7 +103,7 @@ let package = Package(
         ),
         .testTarget(
             name: "KubeModelTests",
-            dependencies: ["KubeModel"],
+            dependencies: ["KubeModel", .product(name: "Yams", package: "Yams")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

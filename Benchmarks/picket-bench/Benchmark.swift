@@ -14,9 +14,13 @@ struct BenchOptions {
     var runs: Int?
     /// Apply measurements per size, each in a fresh namespace.
     var applyRuns = 3
+    /// Run only the decode benchmark (`--decode`).
+    var decodeOnly = false
+    /// Where the decode benchmark writes its inputs (`--export-json DIR`).
+    var exportJSON: String?
 
     static let usage = """
-        usage: picket-bench [--sizes 1k,10k,50k] [--runs N] [--apply-runs N]
+        usage: picket-bench [--sizes 1k,10k,50k] [--runs N] [--apply-runs N] [--decode] [--export-json DIR]
 
         Compiles synthetic clusters (1k pods/100 policies, 10k/2k, 50k/10k; 110 pods per node)
         for node-0 and reports snapshot, compile and render times (medians), rules, set members,
@@ -26,6 +30,12 @@ struct BenchOptions {
           --sizes LIST      comma-separated subset of 1k,10k,50k (default: all three)
           --runs N          timed runs per size for snapshot/compile/render (default: 9, 7, 5)
           --apply-runs N    restores per size, each in a fresh namespace (default: 3; 0 skips)
+          --decode          only the decode benchmark: a PodList of 10,000 real-shaped pods (~6 KB
+                            each) through Picket's JSON path, JSONDecoder and Yams (a sample), then
+                            read + compile of the 10k/2k cluster exported as one JSON List
+          --export-json DIR also write the PodList (pods.json) and the cluster as Lists
+                            (cluster-lean.json, cluster.json) into DIR, e.g. to time
+                            `picket dry-run --node node-0 --from DIR/cluster.json`
         """
 
     /// Parses the arguments (without the program name), or says what is wrong.
@@ -46,6 +56,11 @@ struct BenchOptions {
                     sizes.append(size)
                 }
                 options.sizes = sizes
+            case "--decode":
+                options.decodeOnly = true
+            case "--export-json":
+                guard let value = rest.popFirst() else { return .failure(BenchUsageError(message: "--export-json needs a directory")) }
+                options.exportJSON = value
             case "--runs", "--apply-runs":
                 guard let value = rest.popFirst(), let n = Int(value), n >= (argument == "--runs" ? 1 : 0), n <= 1000 else {
                     return .failure(BenchUsageError(message: "\(argument) needs a whole number (--runs 1...1000, --apply-runs 0...1000)"))
@@ -119,6 +134,9 @@ struct Benchmark {
         #if DEBUG
         printErr("picket-bench: warning: this is a debug build; build with -c release for meaningful numbers")
         #endif
+        if options.decodeOnly {
+            return DecodeBench(exportPath: options.exportJSON).run() ? 0 : 1
+        }
         let applier: Applier?
         var applySkipped: String? = nil
         if options.applyRuns == 0 {
@@ -181,8 +199,9 @@ struct Benchmark {
         if applier != nil {
             executorFailed = !executorReport(counter: &namespaceCounter)
         }
+        let decodeFailed = !DecodeBench(exportPath: options.exportJSON).run()
         // A failed restore means the compiler emitted something the kernel rejects: fail loudly.
-        return results.contains { $0.applyNote != nil } || executorFailed ? 1 : 0
+        return results.contains { $0.applyNote != nil } || executorFailed || decodeFailed ? 1 : 0
     }
 
     /// The executor table: cold apply, no-op re-apply, one-pod and one-policy changes, each

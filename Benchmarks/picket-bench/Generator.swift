@@ -84,6 +84,8 @@ struct SyntheticCluster {
     var pods: [Pod]
     /// Every policy, validated through `Policy(validating:)`.
     var policies: [Policy]
+    /// The same policies as written (for exporting the cluster as manifests).
+    var writtenPolicies: [NetworkPolicy]
     /// Policies whose validation reported errors (a generator bug if non-zero).
     var invalidPolicies: Int
     /// Nodes the pods were spread over.
@@ -226,6 +228,7 @@ struct ClusterGenerator {
         let teams = (0..<teamCount).map { "team-\($0)" }
         var defaultDeny = Set<String>()
         var policies: [Policy] = []
+        var writtenPolicies: [NetworkPolicy] = []
         var invalid = 0
         for i in 0..<size.policies {
             let (nsName, nsApps) = userNamespaces[rng.pick(userPodNamespaces)]
@@ -233,8 +236,11 @@ struct ClusterGenerator {
             let validated = Policy(validating: written)
             if !validated.errors.isEmpty { invalid += 1 }
             policies.append(validated)
+            writtenPolicies.append(written)
         }
-        return SyntheticCluster(namespaces: namespaces, pods: pods, policies: policies, invalidPolicies: invalid, nodeCount: nodeCount)
+        return SyntheticCluster(
+            namespaces: namespaces, pods: pods, policies: policies, writtenPolicies: writtenPolicies, invalidPolicies: invalid,
+            nodeCount: nodeCount)
     }
 
     // MARK: - Policies

@@ -24,7 +24,9 @@ public struct IPAddress: Hashable, Comparable, Sendable, CustomStringConvertible
 
     /// Parses dotted-quad IPv4 or RFC 4291 IPv6 text (with `::` and an embedded IPv4 tail).
     public init?(_ text: some StringProtocol) {
-        if text.contains(":") {
+        // utf8.contains, not StringProtocol.contains: Foundation's substring search costs more
+        // than the whole parse (pod addresses are parsed once per pod of a cluster).
+        if text.utf8.contains(UInt8(ascii: ":")) {
             guard let value = IPAddress.parseV6(Substring(text)) else { return nil }
             self.init(family: .v6, value: value)
         } else {
@@ -33,19 +35,32 @@ public struct IPAddress: Hashable, Comparable, Sendable, CustomStringConvertible
         }
     }
 
+    /// Four decimal octets without leading zeros (ambiguous: octal in some parsers; Kubernetes
+    /// rejects them too), scanned as bytes.
     private static func parseV4(_ text: Substring) -> UInt32? {
-        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 4 else { return nil }
         var value: UInt32 = 0
-        for part in parts {
-            guard !part.isEmpty, part.count <= 3, part.allSatisfy(\.isASCIIDigit),
-                  let octet = UInt32(part), octet <= 255
-            else { return nil }
-            // Leading zeros are ambiguous (octal in some parsers); Kubernetes rejects them too.
-            if part.count > 1 && part.first == "0" { return nil }
-            value = value << 8 | octet
+        var octet: UInt32 = 0
+        var digits = 0
+        var dots = 0
+        var leadingZero = false
+        for byte in text.utf8 {
+            if byte == UInt8(ascii: ".") {
+                guard digits > 0, dots < 3 else { return nil }
+                value = value << 8 | octet
+                dots += 1
+                octet = 0
+                digits = 0
+                leadingZero = false
+                continue
+            }
+            guard byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9"), digits < 3, !leadingZero else { return nil }
+            if digits == 0 { leadingZero = byte == UInt8(ascii: "0") }
+            octet = octet * 10 + UInt32(byte - UInt8(ascii: "0"))
+            digits += 1
+            guard octet <= 255 else { return nil }
         }
-        return value
+        guard dots == 3, digits > 0 else { return nil }
+        return value << 8 | octet
     }
 
     private static func parseV6(_ text: Substring) -> UInt128? {

@@ -16,12 +16,9 @@ public enum ManifestLoader {
             }
             for file in files {
                 do {
-                    let data = try Data(contentsOf: URL(fileURLWithPath: file))
-                    guard let text = String(data: data, encoding: .utf8) else {
-                        set.issues.append(ManifestIssue(severity: .error, source: file, message: "is not UTF-8 text"))
-                        continue
-                    }
-                    set.append(contentsOf: ManifestDecoder.decode(text, source: file))
+                    // Mapped, not copied: a cluster export can be tens of megabytes of which little is kept.
+                    let data = try Data(contentsOf: URL(fileURLWithPath: file), options: .mappedIfSafe)
+                    set.append(contentsOf: data.withUnsafeBytes { ManifestDecoder.decode(bytes: $0, source: file) })
                 } catch {
                     set.issues.append(ManifestIssue(severity: .error, source: file, message: "cannot be read: \(error.localizedDescription)"))
                 }

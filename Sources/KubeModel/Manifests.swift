@@ -83,11 +83,90 @@ public struct ManifestSet: Sendable {
     }
 }
 
+/// One decoded object, on its way into a `ManifestSet`.
+public enum ManifestObject: Sendable {
+    /// A v1 Namespace.
+    case namespace(Namespace)
+    /// A v1 Pod.
+    case pod(Pod)
+    /// A NetworkPolicy as written, not validated yet.
+    case networkPolicy(NetworkPolicy)
+}
+
+extension ManifestSet {
+    /// Admits one decoded object: the single way a Namespace, Pod or NetworkPolicy enters a set,
+    /// whichever syntax (YAML or JSON) it was read from. Checks on decoded objects belong here,
+    /// so that every reader applies them: namespaces and pods are validated as the API server
+    /// validates them (`Validation.swift`), policies by `Policy(validating:)`; errors become
+    /// issues naming `source` and the object, and the object is kept (an invalid pod or
+    /// namespace is never a peer; an invalid policy fails closed).
+    public mutating func admit(_ object: ManifestObject, source: String) {
+        switch object {
+        case .namespace(let namespace):
+            // An invalid namespace is kept (its name is still the namespace of its pods) and
+            // reported; the snapshot never lets its pods be peers.
+            for error in Validation.errors(of: namespace) {
+                issues.append(ManifestIssue(
+                    severity: .error, source: source, object: "Namespace \(namespace.name)", field: error.field, message: error.reason))
+            }
+            namespaces.append(namespace)
+        case .pod(let pod):
+            // An invalid pod is kept for isolation and reported; the snapshot never lets it be a
+            // peer.
+            for error in Validation.errors(of: pod) {
+                issues.append(ManifestIssue(
+                    severity: .error, source: source, object: "Pod \(pod.key)", field: error.field, message: error.reason))
+            }
+            pods.append(pod)
+        case .networkPolicy(let written):
+            let policy = Policy(validating: written)
+            for error in policy.errors {
+                issues.append(ManifestIssue(
+                    severity: .error, source: source, object: "NetworkPolicy \(policy.key)", field: error.field,
+                    message: error.reason))
+            }
+            policies.append(policy)
+        }
+    }
+}
+
 /// Decodes `kubectl get -o yaml|json` output and hand-written manifests: single objects,
-/// multi-document YAML, and `List`/`PodList`/... with `items`. JSON is read as YAML.
+/// multi-document YAML, and `List`/`PodList`/... with `items`. JSON (a document whose first
+/// non-blank byte is `{` or `[`) goes to the JSON reader (`JSONManifests.swift`), anything else
+/// to Yams; both produce the same `ManifestSet` for the same objects.
 public enum ManifestDecoder {
     /// Decodes every object in `text`; `source` names the input in issues.
     public static func decode(_ text: String, source: String) -> ManifestSet {
+        var contiguous = text
+        contiguous.makeContiguousUTF8()
+        let json = contiguous.utf8.withContiguousStorageIfAvailable { utf8 -> ManifestSet? in
+            let bytes = UnsafeRawBufferPointer(utf8)
+            return isJSON(bytes) ? decodeJSON(bytes, source: source) : nil
+        }
+        if let json, let json { return json }
+        return decodeYAML(text, source: source)
+    }
+
+    /// Decodes every object in a file's bytes: JSON directly, YAML once checked to be UTF-8.
+    public static func decode(bytes: UnsafeRawBufferPointer, source: String) -> ManifestSet {
+        if isJSON(bytes) { return decodeJSON(bytes, source: source) }
+        guard let text = String(validating: bytes.bindMemory(to: UInt8.self), as: UTF8.self) else {
+            var set = ManifestSet()
+            set.issues.append(ManifestIssue(severity: .error, source: source, message: "is not UTF-8 text"))
+            return set
+        }
+        return decodeYAML(text, source: source)
+    }
+
+    /// Whether the first byte after blanks (and a UTF-8 byte order mark) is `{` or `[`.
+    static func isJSON(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        var i = bytes.starts(with: [0xEF, 0xBB, 0xBF]) ? 3 : 0
+        while i < bytes.count, [0x20, 0x09, 0x0A, 0x0D].contains(bytes[i]) { i += 1 }
+        return i < bytes.count && (bytes[i] == UInt8(ascii: "{") || bytes[i] == UInt8(ascii: "["))
+    }
+
+    /// Decodes YAML with Yams, whatever the text looks like (JSON is YAML too, but slow this way).
+    public static func decodeYAML(_ text: String, source: String) -> ManifestSet {
         var set = ManifestSet()
         do {
             var index = 0
@@ -131,41 +210,16 @@ public enum ManifestDecoder {
             return
         }
         do {
-            switch (kind, group(of: apiVersion)) {
-            case ("Namespace", ""):
-                // An invalid namespace is kept (its name is still the namespace of its pods) and
-                // reported; the snapshot never lets its pods be peers.
-                let namespace = try YAMLDecoder().decode(Namespace.self, from: node)
-                for error in Validation.errors(of: namespace) {
-                    set.issues.append(ManifestIssue(
-                        severity: .error, source: source, object: "Namespace \(namespace.name)", field: error.field, message: error.reason))
-                }
-                set.namespaces.append(namespace)
-            case ("Pod", ""):
-                // An invalid pod is kept for isolation and reported; the snapshot never lets it
-                // be a peer.
-                let pod = try YAMLDecoder().decode(Pod.self, from: node)
-                for error in Validation.errors(of: pod) {
-                    set.issues.append(ManifestIssue(
-                        severity: .error, source: source, object: "Pod \(pod.key)", field: error.field, message: error.reason))
-                }
-                set.pods.append(pod)
-            case ("NetworkPolicy", "networking.k8s.io"), ("NetworkPolicy", "extensions"):
-                if apiVersion != "networking.k8s.io/v1" && !apiVersion.isEmpty {
-                    set.issues.append(ManifestIssue(
-                        severity: .note, source: source, object: object,
-                        message: "apiVersion \(apiVersion) is read as networking.k8s.io/v1 (same fields)"))
-                }
-                let written = try YAMLDecoder().decode(NetworkPolicy.self, from: node)
-                let policy = Policy(validating: written)
-                for error in policy.errors {
-                    set.issues.append(ManifestIssue(
-                        severity: .error, source: source, object: "NetworkPolicy \(policy.key)", field: error.field,
-                        message: error.reason))
-                }
-                set.policies.append(policy)
-            default:
-                set.issues.append(ManifestIssue(severity: .note, source: source, object: object, message: "skipped: Picket does not read this kind"))
+            switch classify(kind: kind, apiVersion: apiVersion) {
+            case .namespace:
+                set.admit(.namespace(try YAMLDecoder().decode(Namespace.self, from: node)), source: source)
+            case .pod:
+                set.admit(.pod(try YAMLDecoder().decode(Pod.self, from: node)), source: source)
+            case .networkPolicy:
+                if let note = apiVersionNote(apiVersion, source: source, object: object) { set.issues.append(note) }
+                set.admit(.networkPolicy(try YAMLDecoder().decode(NetworkPolicy.self, from: node)), source: source)
+            case .other:
+                set.issues.append(skippedNote(source: source, object: object))
             }
         } catch let error as DecodingError {
             let (field, message) = describe(error)
@@ -175,6 +229,41 @@ public enum ManifestDecoder {
         }
     }
 
+    /// The kinds Picket reads.
+    enum Kind {
+        case namespace, pod, networkPolicy, other
+    }
+
+    /// What a `kind` and `apiVersion` name.
+    static func classify(kind: String, apiVersion: String) -> Kind {
+        switch (kind, group(of: apiVersion)) {
+        case ("Namespace", ""): .namespace
+        case ("Pod", ""): .pod
+        case ("NetworkPolicy", "networking.k8s.io"), ("NetworkPolicy", "extensions"): .networkPolicy
+        default: .other
+        }
+    }
+
+    /// The note for a NetworkPolicy of another apiVersion than networking.k8s.io/v1.
+    static func apiVersionNote(_ apiVersion: String, source: String, object: @autoclosure () -> String) -> ManifestIssue? {
+        guard apiVersion != "networking.k8s.io/v1" && !apiVersion.isEmpty else { return nil }
+        return ManifestIssue(
+            severity: .note, source: source, object: object(),
+            message: "apiVersion \(apiVersion) is read as networking.k8s.io/v1 (same fields)")
+    }
+
+    /// The note for a kind Picket does not read.
+    static func skippedNote(source: String, object: String) -> ManifestIssue {
+        ManifestIssue(severity: .note, source: source, object: object, message: "skipped: Picket does not read this kind")
+    }
+
+    /// How issues name an object: `Kind namespace/name`, `Kind name`, or its location.
+    static func objectName(kind: String?, name: String?, namespace: String?, fallback: String) -> String {
+        guard let name else { return "\(kind ?? "object") (\(fallback), no metadata.name)" }
+        if let namespace { return "\(kind ?? "object") \(namespace)/\(name)" }
+        return "\(kind ?? "object") \(name)"
+    }
+
     private static func group(of apiVersion: String) -> String {
         guard let slash = apiVersion.firstIndex(of: "/") else { return "" }
         return String(apiVersion[..<slash])
@@ -182,9 +271,7 @@ public enum ManifestDecoder {
 
     private static func objectName(_ node: Node, kind: String?, fallback: String) -> String {
         let meta = node["metadata"]
-        guard let name = meta?["name"]?.string else { return "\(kind ?? "object") (\(fallback), no metadata.name)" }
-        if let namespace = meta?["namespace"]?.string { return "\(kind ?? "object") \(namespace)/\(name)" }
-        return "\(kind ?? "object") \(name)"
+        return objectName(kind: kind, name: meta?["name"]?.string, namespace: meta?["namespace"]?.string, fallback: fallback)
     }
 
     private static func path(_ codingPath: [any CodingKey]) -> String {

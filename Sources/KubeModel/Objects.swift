@@ -201,31 +201,59 @@ extension Pod: Decodable {
         let meta = try c.decode(ObjectMeta.self, forKey: .metadata)
         let spec = try c.decodeIfPresent(Spec.self, forKey: .spec)
         let status = try c.decodeIfPresent(Status.self, forKey: .status)
-        var ports: [ContainerPort] = []
-        var invalidFields: [FieldError] = []
         // Restartable init containers ("sidecars") can declare ports too.
+        var ports: [WrittenPort] = []
         for (list, containers) in [("containers", spec?.containers ?? []), ("initContainers", spec?.initContainers ?? [])] {
             for (c, container) in containers.enumerated() {
                 for (p, port) in (container.ports ?? []).enumerated() {
-                    let field = "spec.\(list)[\(c)].ports[\(p)]"
-                    var proto = TransportProtocol.tcp
-                    if let raw = port.protocol {
-                        guard let parsed = TransportProtocol(rawValue: raw) else {
-                            // The port is left out: it can never be resolved as a named port.
-                            invalidFields.append(FieldError(
-                                field: "\(field).protocol",
-                                reason: "Unsupported value: \(Validation.quoted(raw)): supported values: \"SCTP\", \"TCP\", \"UDP\""))
-                            continue
-                        }
-                        proto = parsed
-                    }
-                    ports.append(ContainerPort(name: port.name, number: port.containerPort, proto: proto, field: field))
+                    ports.append(WrittenPort(
+                        name: port.name, number: port.containerPort, protocol: port.protocol, field: "spec.\(list)[\(c)].ports[\(p)]"))
                 }
             }
         }
-        var rawIPs = status?.podIPs?.map(\.ip) ?? []
+        self = Pod.assemble(
+            meta: meta, nodeName: spec?.nodeName, hostNetwork: spec?.hostNetwork, ports: ports,
+            podIPs: status?.podIPs?.map(\.ip), podIP: status?.podIP, phase: status?.phase)
+    }
+}
+
+extension Pod {
+    /// A container port as written: protocol not yet checked.
+    struct WrittenPort {
+        var name: String?
+        var number: Int
+        var `protocol`: String?
+        /// Where it is written (`spec.containers[0].ports[1]`).
+        var field: String
+    }
+
+    /// Builds a pod from its written fields, with the checks every decoder (YAML, JSON) shares:
+    /// a port with an unknown protocol and an address that does not parse are left out of the
+    /// value and recorded in `invalidFields` (reported by `Validation.errors(of:)`).
+    static func assemble(
+        meta: ObjectMeta, nodeName: String?, hostNetwork: Bool?, ports written: [WrittenPort],
+        podIPs: [String]?, podIP: String?, phase: String?
+    ) -> Pod {
+        var ports: [ContainerPort] = []
+        ports.reserveCapacity(written.count)
+        var invalidFields: [FieldError] = []
+        for port in written {
+            var proto = TransportProtocol.tcp
+            if let raw = port.protocol {
+                guard let parsed = TransportProtocol(rawValue: raw) else {
+                    // The port is left out: it can never be resolved as a named port.
+                    invalidFields.append(FieldError(
+                        field: "\(port.field).protocol",
+                        reason: "Unsupported value: \(Validation.quoted(raw)): supported values: \"SCTP\", \"TCP\", \"UDP\""))
+                    continue
+                }
+                proto = parsed
+            }
+            ports.append(ContainerPort(name: port.name, number: port.number, proto: proto, field: port.field))
+        }
+        var rawIPs = podIPs ?? []
         var ipField = "status.podIPs"
-        if rawIPs.isEmpty, let single = status?.podIP, !single.isEmpty {
+        if rawIPs.isEmpty, let single = podIP, !single.isEmpty {
             rawIPs = [single]
             ipField = "status.podIP"
         }
@@ -239,10 +267,10 @@ extension Pod: Decodable {
             }
             if !ips.contains(ip) { ips.append(ip) }
         }
-        self.init(
+        var pod = Pod(
             namespace: meta.namespace ?? "default", name: meta.name, labels: meta.labels,
-            nodeName: spec?.nodeName, hostNetwork: spec?.hostNetwork ?? false, ports: ports, ips: ips,
-            phase: status?.phase)
-        self.invalidFields = invalidFields
+            nodeName: nodeName, hostNetwork: hostNetwork ?? false, ports: ports, ips: ips, phase: phase)
+        pod.invalidFields = invalidFields
+        return pod
     }
 }

@@ -62,29 +62,59 @@ public func probeTraffic(_ snapshots: [ClusterSnapshot]) -> [Flow.Traffic] {
     return traffic
 }
 
-/// Flows between endpoint pods present in both snapshots whose verdict changed, sorted by
-/// destination, traffic and source. Pods only in one snapshot are not compared.
+/// Flows between endpoint pods whose verdict changed, sorted by destination, traffic and source.
+///
+/// A pod that is an endpoint in both snapshots is judged in each as it is there. A pod that is an
+/// endpoint in one snapshot only is judged in both as it is where it exists (its labels, ports
+/// and addresses, and the labels of its namespace there), so that a flow it gains or loses
+/// through a policy change is reported: a new pod in a new namespace that a widened policy now
+/// admits shows as "now allowed". Flows between two pods present in both states are judged on
+/// the snapshots as given.
 public func connectivityChanges(before: ClusterSnapshot, after: ClusterSnapshot) -> [ConnectivityChange] {
+    let beforePods = Dictionary(before.endpoints.map { ($0.key, $0) }, uniquingKeysWith: { a, _ in a })
+    let afterPods = Dictionary(after.endpoints.map { ($0.key, $0) }, uniquingKeysWith: { a, _ in a })
+    let onlyBefore = before.endpoints.filter { afterPods[$0.key] == nil }
+    let onlyAfter = after.endpoints.filter { beforePods[$0.key] == nil }
     let old = Evaluator(snapshot: before)
     let new = Evaluator(snapshot: after)
-    let beforePods = Dictionary(before.endpoints.map { ($0.key, $0) }, uniquingKeysWith: { a, _ in a })
-    let pods = after.endpoints.filter { beforePods[$0.key] != nil }
+    // Both states with the other state's one-sided pods laid in: for flows touching such a pod.
+    let oneSided = !onlyBefore.isEmpty || !onlyAfter.isEmpty
+    let oldWidened = oneSided ? Evaluator(snapshot: laying(onlyAfter, from: after, into: before)) : old
+    let newWidened = oneSided ? Evaluator(snapshot: laying(onlyBefore, from: before, into: after)) : new
+    // Every pod once, as it is where it is an endpoint (after wins for pods in both).
+    let pods = (after.endpoints + onlyBefore).sorted { $0.key < $1.key }
     let traffic = probeTraffic([before, after])
     var changes: [ConnectivityChange] = []
     for family in IPAddress.Family.allCases {
         let inFamily = pods.filter { pod in
-            pod.ips.contains { $0.family == family } && beforePods[pod.key]!.ips.contains { $0.family == family }
+            guard pod.ips.contains(where: { $0.family == family }) else { return false }
+            guard let was = beforePods[pod.key], afterPods[pod.key] != nil else { return true }
+            return was.ips.contains { $0.family == family }
         }
         for destination in inFamily {
             for source in inFamily where source.key != destination.key {
+                let inBoth = beforePods[source.key] != nil && afterPods[source.key] != nil
+                    && beforePods[destination.key] != nil && afterPods[destination.key] != nil
+                let (was, now) = inBoth ? (old, new) : (oldWidened, newWidened)
                 for t in traffic {
                     let flow = Flow(source: .pod(source.key), destination: .pod(destination.key), traffic: t, family: family)
-                    guard let was = try? old.verdict(flow).allowed, let now = try? new.verdict(flow).allowed, was != now else { continue }
+                    guard let wasAllowed = try? was.verdict(flow).allowed, let nowAllowed = try? now.verdict(flow).allowed,
+                        wasAllowed != nowAllowed
+                    else { continue }
                     changes.append(ConnectivityChange(
-                        source: source.key, destination: destination.key, traffic: t, family: family, nowAllowed: now))
+                        source: source.key, destination: destination.key, traffic: t, family: family, nowAllowed: nowAllowed))
                 }
             }
         }
     }
     return changes.sorted()
+}
+
+/// `snapshot` with `pods` (taken from `origin`) added, and the namespaces of those pods given
+/// the labels they have in `origin`.
+private func laying(_ pods: [Pod], from origin: ClusterSnapshot, into snapshot: ClusterSnapshot) -> ClusterSnapshot {
+    var namespaces = snapshot.namespaces
+    for pod in pods { namespaces[pod.key.namespace] = origin.namespaces[pod.key.namespace] ?? Namespace(name: pod.key.namespace) }
+    return ClusterSnapshot(
+        namespaces: namespaces.keys.sorted().map { namespaces[$0]! }, pods: snapshot.pods + pods, policies: snapshot.policies)
 }

@@ -12,8 +12,9 @@ struct Diff: ParsableCommand {
             Compiles the cluster described by the --before manifests and by the --after manifests, \
             and prints (1) per node, a unified diff of the ipset.restore, iptables.restore and \
             ip6tables.restore files, quiet where nothing changed, and (2) the flows between pods \
-            present in both states that became allowed or denied, grouped by destination pod and \
-            port. Flows are probed on every container port and every port a policy names, on ICMP, \
+            that became allowed or denied, grouped by destination pod and port. A pod present in \
+            one state only is judged in both as it is where it exists (its labels, its namespace's \
+            labels), so a new pod that a widened policy admits shows as "now allowed". Flows are probed on every container port and every port a policy names, on ICMP, \
             and on one port nothing names ("any other port").
 
             Without --node every node named by a pod's spec.nodeName in either state is covered.

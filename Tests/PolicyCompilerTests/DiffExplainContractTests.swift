@@ -23,6 +23,20 @@ import Testing
         #expect(result.stdout.contains("  nsa/redis-a TCP/6379 (IPv4)\n    now allowed from: nsb/client-a, nsb/client-b\n    now denied from:  nsa/redis-b\n"))
     }
 
+    @Test("diff: a pod present in one state only is judged in both (Fixtures/diff-new-namespace-pod)")
+    func oneSidedPods() throws {
+        let folder = packageRoot.appendingPathComponent("Fixtures/diff-new-namespace-pod")
+        let before = folder.appendingPathComponent("before").path
+        let after = folder.appendingPathComponent("after").path
+        let added = try run(DryRunContractTests.picket, ["diff", "--before", before, "--after", after])
+        #expect(added.status == 1, "\(added.stderr)")
+        #expect(added.stdout.hasSuffix("connectivity:\n  shop/db TCP/5432 (IPv4)\n    now allowed from: blue/api\n"), "\(added.stdout)")
+        // The mirror: the pod and its namespace removed, the policy narrowed.
+        let removed = try run(DryRunContractTests.picket, ["diff", "--before", after, "--after", before])
+        #expect(removed.status == 1, "\(removed.stderr)")
+        #expect(removed.stdout.hasSuffix("connectivity:\n  shop/db TCP/5432 (IPv4)\n    now denied from:  blue/api\n"), "\(removed.stdout)")
+    }
+
     @Test("diff --format json is machine-readable")
     func json() throws {
         let result = try run(DryRunContractTests.picket, [
