@@ -134,7 +134,7 @@ let package = Package(
         // Enforcement proven in a real kernel: network-namespace clusters, real packets.
         .testTarget(
             name: "KernelTests",
-            dependencies: ["KubeModel", "PolicyCompiler", "PolicyEvaluator"],
+            dependencies: ["KubeModel", "PolicyCompiler", "PolicyEvaluator", "Executor"],
             swiftSettings: swiftSettings
         ),
     ]

@@ -8,20 +8,25 @@ import Synchronization
 private let spawnLock = Mutex<Void>(())
 
 /// The outcome of a finished tool.
-struct ToolResult {
+public struct ToolResult: Sendable {
     /// The exit status (128 + signal when killed by a signal, 127 when it could not start).
-    var status: Int32
+    public var status: Int32
     /// Everything it wrote to stdout.
-    var stdout: String
+    public var stdout: String
     /// Everything it wrote to stderr.
-    var stderr: String
+    public var stderr: String
+    /// Whether it was killed for running past its deadline.
+    public var timedOut = false
 }
 
 /// Runs a tool to completion with posix_spawn, feeding `stdin` and collecting both outputs in
 /// one poll loop, so that no pipe can fill and block it whatever the sizes. (Foundation's
 /// Process needs a run loop whose wake-up socket cannot be created in a network namespace
-/// whose loopback is down, and then never reports the exit.)
-func runTool(_ path: String, _ arguments: [String], stdin: String? = nil) -> ToolResult {
+/// whose loopback is down, and then never reports the exit, and crashed in its launch path
+/// with many launches from several threads.) With a `timeout` (seconds), a tool still running
+/// then is killed (SIGKILL, by its PID) and reported as timed out; its pipes are drained for at
+/// most 5 s more.
+public func runTool(_ path: String, _ arguments: [String], stdin: String? = nil, timeout: Double? = nil) -> ToolResult {
     var input: [Int32] = [-1, -1]
     var output: [Int32] = [-1, -1]
     var errors: [Int32] = [-1, -1]
@@ -82,12 +87,28 @@ func runTool(_ path: String, _ arguments: [String], stdin: String? = nil) -> Too
     var collected: [[UInt8]] = [[], []]
     var open = [true, true]
     var buffer = [UInt8](repeating: 0, count: 65536)
+    let clock = ContinuousClock()
+    var deadline = timeout.map { clock.now + .milliseconds(Int64($0 * 1000)) }
+    var timedOut = false
     while open[0] || open[1] || stdinOpen {
         var fds: [pollfd] = []
         if stdinOpen { fds.append(pollfd(fd: input[1], events: Int16(POLLOUT), revents: 0)) }
         if open[0] { fds.append(pollfd(fd: output[0], events: Int16(POLLIN), revents: 0)) }
         if open[1] { fds.append(pollfd(fd: errors[0], events: Int16(POLLIN), revents: 0)) }
-        if poll(&fds, nfds_t(fds.count), -1) < 0 {
+        var wait: Int32 = -1
+        if let due = deadline {
+            let left = clock.now.duration(to: due)
+            if left <= .zero {
+                if timedOut { break }  // killed, and its pipes still open 5 s later: give up on them
+                kill(pid, SIGKILL)
+                timedOut = true
+                deadline = clock.now + .seconds(5)
+                continue
+            }
+            let (seconds, attoseconds) = left.components
+            wait = Int32(min(seconds * 1000 + attoseconds / 1_000_000_000_000_000 + 1, 60_000))
+        }
+        if poll(&fds, nfds_t(fds.count), wait) < 0 {
             if errno == EINTR { continue }
             break
         }
@@ -120,5 +141,6 @@ func runTool(_ path: String, _ arguments: [String], stdin: String? = nil) -> Too
     // WIFEXITED / WEXITSTATUS / WTERMSIG, written out: the C macros are not imported.
     let exitStatus: Int32 = (status & 0x7F) == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
     return ToolResult(
-        status: exitStatus, stdout: String(decoding: collected[0], as: UTF8.self), stderr: String(decoding: collected[1], as: UTF8.self))
+        status: exitStatus, stdout: String(decoding: collected[0], as: UTF8.self), stderr: String(decoding: collected[1], as: UTF8.self),
+        timedOut: timedOut)
 }

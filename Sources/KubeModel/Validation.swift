@@ -16,6 +16,8 @@ public enum Validation {
 
     /// What is invalid in a Namespace: its name (an RFC 1123 label) and its labels.
     public static func errors(of namespace: Namespace) -> [FieldError] {
+        // Almost every object is valid: say so without building a message.
+        if isValid(namespace) { return [] }
         var errors = objectName(namespace.name, rule: .label)
         // The automatic `kubernetes.io/metadata.name` label holds the name: reported once, above.
         var labels = namespace.labels
@@ -28,6 +30,8 @@ public enum Validation {
     /// labels, spec.nodeName (a subdomain), container ports (IANA service names, 1-65535), and
     /// what its decoder could not represent (an unknown protocol, an address that does not parse).
     public static func errors(of pod: Pod) -> [FieldError] {
+        // Almost every object is valid: say so without building a message.
+        if isValid(pod) { return [] }
         var errors = objectName(pod.key.name, rule: .subdomain)
         errors += namespaceName(pod.key.namespace)
         errors += labels(pod.labels, field: "metadata.labels")
@@ -194,7 +198,9 @@ public enum Validation {
             errors.append("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)")
         }
         if !bytes.contains(where: isLower) { errors.append("must contain at least one letter (a-z)") }
-        if value.contains("--") { errors.append("must not contain consecutive hyphens") }
+        if zip(bytes, bytes.dropFirst()).contains(where: { $0 == hyphen && $1 == hyphen }) {
+            errors.append("must not contain consecutive hyphens")
+        }
         if bytes.first == hyphen || bytes.last == hyphen { errors.append("must not begin or end with a hyphen") }
         return errors
     }
@@ -300,7 +306,7 @@ public enum Validation {
         if let node = pod.nodeName, !node.isEmpty, !isValidName(node, maxLength: 253, label: false) { return false }
         for port in pod.ports {
             guard (1...65535).contains(port.number) else { return false }
-            if let name = port.name, !portName(name).isEmpty { return false }
+            if let name = port.name, !isValidPortName(name.utf8) { return false }
         }
         return true
     }
@@ -308,6 +314,19 @@ public enum Validation {
     /// Whether `errors(of: namespace)` is empty, without building any message.
     public static func isValid(_ namespace: Namespace) -> Bool {
         isValidName(namespace.name, maxLength: 63, label: true) && areValid(namespace.labels)
+    }
+
+    /// Whether `portName` finds nothing, without building a message.
+    private static func isValidPortName(_ bytes: String.UTF8View) -> Bool {
+        guard !bytes.isEmpty, bytes.count <= 15, bytes.first != hyphen, bytes.last != hyphen else { return false }
+        var letter = false
+        var previous: UInt8 = 0
+        for b in bytes {
+            guard isLower(b) || isDigit(b) || b == hyphen, !(b == hyphen && previous == hyphen) else { return false }
+            letter = letter || isLower(b)
+            previous = b
+        }
+        return letter
     }
 
     private static func isValidName(_ name: String, maxLength: Int, label: Bool) -> Bool {

@@ -2,6 +2,7 @@
 // and their output captured, and long-running servers ended by PID. Nothing here runs a shell:
 // every argument vector goes to the tool as is.
 
+import Executor
 import Foundation
 
 /// A command that failed, with what it printed, so a test report shows the tool's own words.
@@ -36,9 +37,6 @@ struct CommandOutput {
 
 /// Finds tools on PATH and runs them.
 enum Command {
-    /// Serialises `Process.run` (see `run`).
-    static let launchLock = NSLock()
-
     /// The directories searched for tools: PATH, then the sbin directories root's PATH usually has.
     private static var searchPath: [String] {
         let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
@@ -63,110 +61,17 @@ enum Command {
         guard let tool = argv.first, let path = which(tool) else {
             throw CommandError(command: argv, status: nil, message: "\(argv.first ?? "") not found on PATH")
         }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: path)
-        process.arguments = Array(argv.dropFirst())
-        let stdout = Pipe()
-        let stderr = Pipe()
-        let stdin = Pipe()
-        process.standardOutput = stdout
-        process.standardError = stderr
-        process.standardInput = stdin
-        let finished = DispatchSemaphore(value: 0)
-        process.terminationHandler = { _ in finished.signal() }
-        do {
-            // Foundation's Process.run is not safe to call from several threads at once here
-            // (a crash in its launch path was seen with probes started in parallel): launches
-            // are serialised, the commands still run in parallel.
-            try Command.launchLock.withLock { try process.run() }
-        } catch {
-            throw CommandError(command: argv, status: nil, message: "cannot start: \(error)")
+        // posix_spawn with close-on-exec pipes and one poll loop (the executor's runner):
+        // Foundation's Process crashed in its launch path with many launches from several
+        // threads, as the probes do.
+        let result = runTool(path, Array(argv.dropFirst()), stdin: input, timeout: timeout)
+        if result.timedOut {
+            throw CommandError(command: argv, status: nil, message: "killed after \(timeout) s")
         }
-        // Both pipes are drained while the command runs so that a chatty tool never blocks, on
-        // threads of their own: the dispatch pool has two threads here, and Foundation needs one
-        // to notice that the command ended. Reads and writes are plain POSIX calls retried on
-        // EINTR: Foundation's readDataToEndOfFile traps when a signal (SIGCHLD, with many
-        // commands running at once) interrupts its read.
-        let collected = Collected()
-        let readers = DispatchGroup()
-        for (pipe, isError) in [(stdout, false), (stderr, true)] {
-            detach(readers) {
-                collected.store(readToEnd(pipe.fileHandleForReading.fileDescriptor), isError: isError)
-            }
+        guard result.status == 0 else {
+            throw CommandError(command: argv, status: result.status, message: result.stderr + result.stdout)
         }
-        detach(readers) {
-            if let input { writeAll(Array(input.utf8), to: stdin.fileHandleForWriting.fileDescriptor) }
-            // An error here means the tool exited without reading all of its input; its exit
-            // status says why.
-            do {
-                try stdin.fileHandleForWriting.close()
-            } catch {
-                // Already closed by the failed write's peer: nothing left to release.
-            }
-        }
-        if finished.wait(timeout: .now() + timeout) == .timedOut {
-            kill(process.processIdentifier, SIGKILL)
-            let died = finished.wait(timeout: .now() + 5) == .success
-            throw CommandError(command: argv, status: nil, message: "killed after \(timeout) s" + (died ? "" : " (and still not gone 5 s later)"))
-        }
-        // The pipes close when the command ends, unless something it started still holds them.
-        if readers.wait(timeout: .now() + 10) == .timedOut {
-            throw CommandError(command: argv, status: process.terminationStatus, message: "its output stayed open 10 s after it exited")
-        }
-        let output = collected.output
-        guard process.terminationStatus == 0 else {
-            throw CommandError(command: argv, status: process.terminationStatus, message: output.stderr + output.stdout)
-        }
-        return output
-    }
-
-    /// The output of a command, thread-safely filled by the pipe readers.
-    private final class Collected: @unchecked Sendable {
-        private let lock = NSLock()
-        private var stdout = Data()
-        private var stderr = Data()
-
-        func store(_ data: Data, isError: Bool) {
-            lock.withLock {
-                if isError { stderr = data } else { stdout = data }
-            }
-        }
-
-        var output: CommandOutput {
-            lock.withLock {
-                CommandOutput(stdout: String(decoding: stdout, as: UTF8.self), stderr: String(decoding: stderr, as: UTF8.self))
-            }
-        }
-    }
-}
-
-/// Everything readable from `fd` until end of file, retrying reads a signal interrupted.
-private func readToEnd(_ fd: Int32) -> Data {
-    var data = Data()
-    var buffer = [UInt8](repeating: 0, count: 65536)
-    while true {
-        let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        if n > 0 {
-            data.append(contentsOf: buffer[0..<n])
-        } else if n == 0 || errno != EINTR {
-            return data
-        }
-    }
-}
-
-/// Writes all of `bytes` to `fd`, retrying writes a signal interrupted; stops at the first other
-/// error (the reader is gone).
-private func writeAll(_ bytes: [UInt8], to fd: Int32) {
-    var offset = 0
-    while offset < bytes.count {
-        let n = bytes[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        if n > 0 {
-            offset += n
-        } else if n < 0 && errno == EINTR {
-            continue
-        } else {
-            return
-        }
+        return CommandOutput(stdout: result.stdout, stderr: result.stderr)
     }
 }
 
@@ -194,10 +99,7 @@ final class BackgroundProcess: @unchecked Sendable {
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle(forWritingAtPath: logPath)
         do {
-            // Foundation's Process.run is not safe to call from several threads at once here
-            // (a crash in its launch path was seen with probes started in parallel): launches
-            // are serialised, the commands still run in parallel.
-            try Command.launchLock.withLock { try process.run() }
+            try process.run()
         } catch {
             throw CommandError(command: argv, status: nil, message: "cannot start: \(error)")
         }
