@@ -142,8 +142,8 @@ extension Names {
     /// mangle INPUT's chain: tags a new connection from a local pod to the node.
     public static let markInputChain = "PICKET-MARK-INPUT"
 
-    /// A dispatch tree node below the root: the numbers whose bits above `bit` equal `prefix`,
-    /// split on `bit` (its crit bit). Named by that position alone, so it keeps its name while groups come and go.
+    /// A dispatch tree node below the root: the numbers whose bits above the chunk starting at
+    /// `bit` equal `prefix`, split on that chunk (its crit chunk). Named by that position alone, so it keeps its name while groups come and go.
     static func treeNode(_ direction: Direction, bit: Int, prefix: Int) -> String {
         chainPrefix + (direction == .ingress ? "DTI-" : "DTE-") + "\(bit)-" + String(prefix, radix: 16).uppercased()
     }
@@ -213,6 +213,12 @@ extension Array where Element == String {
     }
 }
 
+/// Bits a dispatch tree node branches on: 4-way nodes. nf_tables refuses a chain graph deeper
+/// than 16 levels from the base chain ("Too many links"); with 2 bits a level, a 16-bit field
+/// makes at most 8 tree levels, so FORWARD -> PICKET-FORWARD -> tree -> group -> policy stays
+/// within 12, and a node holds at most 4 compares and a DROP.
+let treeStride = 2
+
 /// The chains of a dispatch tree over `leaves` (number -> group chain): the root (the
 /// direction's dispatch chain) first. Rules compare only mark bits (native matches); a number
 /// the tree does not hold ends in DROP. Overflow numbers lead to DROP.
@@ -231,27 +237,36 @@ func dispatchTree(_ direction: Direction, leaves: [Int: String], marks: MarkLayo
     func leafRule(_ number: Int) -> [String] {
         ["-m", "mark", "--mark", hex(MarkLayout.deposit(number, into: field)) + "/" + hex(field)] + target(number)
     }
-    // The crit bit of numbers[range] (sorted, at least two): the highest bit where they differ.
-    func critBit(_ range: Range<Int>) -> Int {
-        Int.bitWidth - 1 - (numbers[range.lowerBound] ^ numbers[range.upperBound - 1]).leadingZeroBitCount
+    // The crit chunk of numbers[range] (sorted, at least two): the highest `treeStride`-bit
+    // chunk where they differ.
+    func critChunk(_ range: Range<Int>) -> Int {
+        (Int.bitWidth - 1 - (numbers[range.lowerBound] ^ numbers[range.upperBound - 1]).leadingZeroBitCount) / treeStride
     }
-    // A node over numbers[range], named `name`. A child node is named by its own crit bit and the
-    // bits above it, so it keeps its name while numbers come and go elsewhere in the tree.
+    // A node over numbers[range], named `name`: one rule per value of its crit chunk present. A
+    // child node is named by its own crit chunk and the bits above it, so it keeps its name while
+    // numbers come and go elsewhere in the tree.
     func node(_ name: String, _ range: Range<Int>) {
-        let bit = critBit(range)
-        let split = range.first { numbers[$0] >> bit & 1 == 1 }!
-        let bitMark = hex(MarkLayout.deposit(1 << bit, into: field))
+        let chunk = critChunk(range)
+        let shift = chunk * treeStride
+        let chunkMask = hex(MarkLayout.deposit(((1 << treeStride) - 1) << shift, into: field))
         var rules: [[String]] = []
         var children: [(String, Range<Int>)] = []
-        for (side, part) in [(1, split..<range.upperBound), (0, range.lowerBound..<split)] {
+        var start = range.lowerBound
+        while start < range.upperBound {
+            let value = numbers[start] >> shift & ((1 << treeStride) - 1)
+            var end = start + 1
+            while end < range.upperBound && numbers[end] >> shift & ((1 << treeStride) - 1) == value { end += 1 }
+            let part = start..<end
             if part.count == 1 {
-                rules.append(leafRule(numbers[part.lowerBound]))
+                rules.append(leafRule(numbers[start]))
             } else {
-                let childBit = critBit(part)
-                let child = Names.treeNode(direction, bit: childBit, prefix: numbers[part.lowerBound] >> (childBit + 1))
-                rules.append(["-m", "mark", "--mark", (side == 1 ? bitMark : "0x0") + "/" + bitMark, "-g", child])
+                let childChunk = critChunk(part)
+                let child = Names.treeNode(
+                    direction, bit: childChunk * treeStride, prefix: numbers[start] >> ((childChunk + 1) * treeStride))
+                rules.append(["-m", "mark", "--mark", hex(MarkLayout.deposit(value << shift, into: field)) + "/" + chunkMask, "-g", child])
                 children.append((child, part))
             }
+            start = end
         }
         rules.append(failClosed)
         chains.append(Chain(name: name, rules: rules))

@@ -94,6 +94,24 @@ struct ApplyTests {
         }
     }
 
+    @Test("4,096 ingress groups (a 26-bit mask) load into the kernel: the dispatch tree stays within nf_tables' chain depth")
+    func fourThousandGroupsLoad() throws {
+        try withScratchNamespace { namespace in
+            var pods: [Pod] = []
+            var policies: [Policy] = []
+            for n in 0..<4_096 {
+                pods.append(makePod("ns-\(n)", "pod", ip: "10.\(100 + n / 65_536).\(n / 256 % 256).\(n % 256)"))
+                policies.append(makePolicy("ns-\(n)", "own") { $0.ingress = [.init(peers: [.init(podSelector: LabelSelector())])] })
+            }
+            let options = CompileOptions(marks: try MarkLayout(mask: 0xffff_3ff0))
+            let ruleset = compile(ClusterSnapshot(pods: pods, policies: policies), node: "node-a", options: options)
+            #expect(ruleset.dispatch.first { $0.direction == .ingress }?.groups.count == 4_096)
+            let report = try namespace.inside { try Executor(kernel: SystemKernel()).apply(ruleset) }
+            #expect(!report.isEmpty)
+            try expectKernelHolds(ruleset, in: namespace)
+        }
+    }
+
     @Test("a pod moves to a new group: the tree keeps its old number until it is re-tagged, then settles; the node converges")
     func podChangesGroup() throws {
         try withScratchNamespace { namespace in

@@ -30,6 +30,30 @@ func tags(_ ruleset: Ruleset, _ direction: Direction, _ family: IPAddress.Family
     return result
 }
 
+/// The deepest chain nesting from the built-in chains (level 0) through Picket's jumps and gotos.
+func chainDepth(_ ruleset: Ruleset) -> Int {
+    var deepest = 0
+    for table in ruleset.tables {
+        var targets: [String: Set<String>] = [:]
+        for chain in table.chains {
+            for rule in chain.rules {
+                if let i = rule.firstIndex(where: { $0 == "-j" || $0 == "-g" }), i + 1 < rule.count, rule[i + 1].hasPrefix("PICKET-") {
+                    targets[chain.name, default: []].insert(rule[i + 1])
+                }
+            }
+        }
+        var memo: [String: Int] = [:]
+        func levels(_ chain: String) -> Int {
+            if let known = memo[chain] { return known }
+            let below = (targets[chain] ?? []).map(levels).max() ?? 0
+            memo[chain] = below + 1
+            return below + 1
+        }
+        for hook in table.hooks { deepest = max(deepest, levels(hook.target)) }
+    }
+    return deepest
+}
+
 @Suite struct DispatchTests {
     @Test("mark layout: halves of the mask, deposit and extract are inverse, bad masks refused")
     func markLayout() throws {
@@ -60,8 +84,9 @@ func tags(_ ruleset: Ruleset, _ direction: Direction, _ family: IPAddress.Family
             #expect(walk.chain == tag.chain)
             deepest = max(deepest, walk.rules)
         }
-        // About 1.5 rules per level of a crit-bit tree over 8-bit numbers: never a list.
-        #expect(deepest <= 2 * 8 + 1, "\(deepest) rules for \(groups) groups")
+        // At most 4 levels of 4-way nodes over 8-bit numbers (5 rules each): never a list.
+        #expect(deepest <= 4 * 5, "\(deepest) rules for \(groups) groups")
+        #expect(chainDepth(ruleset) <= 15, "nf_tables refuses a chain graph deeper than 16 levels")
         // A number no pod carries ends in DROP, never in some group.
         let used = Set(members.values.map(\.number))
         for number in 1...ruleset.marks.capacity(.ingress) where !used.contains(number) {
@@ -81,7 +106,8 @@ func tags(_ ruleset: Ruleset, _ direction: Direction, _ family: IPAddress.Family
             #expect(walk.chain == tag.chain)
             deepest = max(deepest, walk.rules)
         }
-        #expect(deepest <= 2 * 13 + 1, "\(deepest)")
+        #expect(deepest <= 7 * 5, "\(deepest)")
+        #expect(chainDepth(ruleset) <= 15, "nf_tables refuses a chain graph deeper than 16 levels: \(chainDepth(ruleset))")
     }
 
     @Test("more groups than the mask numbers: a warning, and the extra groups' pods fail closed")

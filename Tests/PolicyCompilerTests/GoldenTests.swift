@@ -131,5 +131,7 @@ func checkConsistency(_ ruleset: Ruleset) -> [String] {
         }
     }
     for set in ruleset.sets where !used.contains(set.name) { problems.append("set \(set.name) is used by no rule") }
+    // nf_tables refuses a chain graph deeper than 16 levels from the base chain.
+    if chainDepth(ruleset) > 15 { problems.append("chains nest \(chainDepth(ruleset)) deep below a built-in chain") }
     return problems
 }
