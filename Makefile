@@ -55,8 +55,10 @@ fuzz: deps fuzz-json
 # that a plain `swift build` never needs the fuzzer runtime.
 FUZZ_SECONDS ?= 60
 fuzz-manifests: deps
-	$(SWIFT) build --package-path Fuzz --scratch-path .build-fuzz -c debug -Xswiftc -sanitize=fuzzer,address \
-	  --product picket-fuzz-manifests 2>&1 | grep -v "Cannot export local symbol"
+	@status=$$(mktemp); \
+	{ $(SWIFT) build --package-path Fuzz --scratch-path .build-fuzz -c debug -Xswiftc -sanitize=fuzzer,address \
+	  --product picket-fuzz-manifests 2>&1; echo $$? >"$$status"; } | grep -v "Cannot export local symbol"; \
+	rc=$$(cat "$$status"); rm -f "$$status"; exit $$rc
 	@corpus=$$(mktemp -d); trap 'rm -rf "$$corpus"' EXIT; \
 	for f in Fixtures/*/input/*; do cp "$$f" "$$corpus/$$(echo "$$f" | tr / _)"; done; \
 	mkdir -p .build-fuzz/artifacts; \

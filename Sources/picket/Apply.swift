@@ -9,13 +9,17 @@ struct Apply: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Compile the rules of a node and apply them to this network namespace.",
         discussion: """
-            Reads the manifests, compiles what NODE enforces, reads Picket's chains and sets back \
-            from the kernel (iptables-save, libipset) and applies only the difference: new sets \
-            are created filled, changed chains are rewritten in one iptables-restore --noflush \
-            transaction per family, member changes are added and deleted in place, stale chains \
-            and sets are removed, and the jumps from FORWARD and INPUT are kept first and single. \
-            Foreign rules and sets are never touched. When access is taken away from a local pod, \
-            its conntrack entries are deleted so established flows meet the new rules.
+            Reads the manifests, compiles what NODE enforces, reads Picket's chains (filter and \
+            mangle) and sets back from the kernel (iptables-save, libipset), numbers the policy \
+            groups as the node's pods already carry them, and applies only the difference: new \
+            sets are created filled, changed chains are rewritten in one iptables-restore \
+            --noflush transaction per family and table, pods are tagged with their group's \
+            number in place (one ipset line a pod), stale chains and sets are removed, and the \
+            jumps from FORWARD and INPUT are kept first and single. Every line is checked to \
+            touch only Picket's chains, hooks and sets before anything is written. Foreign \
+            rules and sets are never touched. When access is taken away, the conntrack entries \
+            of the addresses concerned are flagged, so established flows meet the new rules at \
+            their next packet.
 
             Prints what changed (sets created, updated with member counts, destroyed; chains \
             written and deleted) or `no change`. Needs root (CAP_NET_ADMIN).
@@ -73,7 +77,8 @@ struct Cleanup: ParsableCommand {
         abstract: "Remove every chain, jump and set Picket created, and nothing else.",
         discussion: """
             Deletes the jumps from the built-in chains into PICKET-* chains, the PICKET-* chains \
-            (IPv4 and IPv6) and the picket-* ipsets, in that order, in one transaction per family. \
+            (filter and mangle, IPv4 and IPv6) and the picket-* ipsets, in that order, in one \
+            transaction per family and table. \
             Idempotent: a second run prints `no change`. Exit status 1 when the kernel refuses.
             """)
 

@@ -80,7 +80,7 @@ struct MarkOptions: ParsableArguments {
     @Option(
         name: .customLong("mark-mask"),
         help: ArgumentHelp(
-            "The packet-mark and conntrack-mark bits Picket may use (hex). Default 0xffff0000.",
+            "The packet-mark and conntrack-mark bits Picket may use (hex).",
             discussion: """
                 Picket never changes a mark bit outside this mask. Its set bits are split in two \
                 halves, numbering each isolated pod's egress group (lower half) and ingress group \
