@@ -61,13 +61,16 @@ def main():
 
     calibration = [k for k in order if k[0] == "calibration"]
     if calibration:
-        print("### Conntrack alone (calibration, not Picket)\n")
-        print("| concurrency | no netfilter rule (req/s) | conntrack rule only (req/s) | cost of conntrack | rounds |")
-        print("|---:|---:|---:|---:|---:|")
+        print("### Calibration (not Picket): conntrack alone, and three hook-shaped rules that match nothing\n")
+        print("| concurrency | no netfilter rule (req/s) | conntrack rule only (req/s) | cost of conntrack "
+              "| + three non-matching rules (req/s) | their cost | rounds |")
+        print("|---:|---:|---:|---:|---:|---:|---:|")
         for key in calibration:
             c = runs[key]
             bare, ct = statistics.median(c["bare"].values()), statistics.median(c["ct"].values())
-            print("| %s | %s | %s | %s | %d |" % (key[1], fmt(bare), fmt(ct), pct(loss(ct, bare)), len(c["ct"])))
+            hooks = statistics.median(c["hooks"].values()) if "hooks" in c else float("nan")
+            print("| %s | %s | %s | %s | %s | %s | %d |" % (key[1], fmt(bare), fmt(ct), pct(loss(ct, bare)),
+                                                          fmt(hooks), pct(loss(hooks, ct)), len(c["ct"])))
         print()
 
     variants = [k for k in order if k[0] != "calibration"]

@@ -307,17 +307,36 @@ expect_enforced() {
 
 if (( CAL_ROUNDS > 0 )); then
     say ""
-    say "## Calibration: conntrack alone ($CAL_ROUNDS rounds x ${DURATION}s per concurrency)"
+    say "## Calibration: conntrack alone, and the cost of three rules that match nothing ($CAL_ROUNDS rounds x ${DURATION}s per concurrency)"
+    say "   bare: no netfilter rule; ct: the kube-proxy-like conntrack rule; hooks: ct plus rules shaped like Picket's hooks for an"
+    say "   established packet (mangle FORWARD: ct state, ct mark; filter FORWARD: mark), jumping to empty chains they never reach"
+    HOOK_RULES=(
+        "-t mangle -I FORWARD 1 -m conntrack ! --ctstate RELATED,ESTABLISHED -j CAL-EMPTY"
+        "-t mangle -I FORWARD 2 -m connmark --mark 0x10/0x10 -j CAL-EMPTY"
+        "-t filter -I FORWARD 1 -m mark ! --mark 0x0/0xffff3ff0 -j CAL-EMPTY"
+    )
+    on_node iptables -t mangle -N CAL-EMPTY
+    on_node iptables -t filter -N CAL-EMPTY
     for r in $(seq "$CAL_ROUNDS"); do
         LINE="round $r/$CAL_ROUNDS:"
-        conds=(bare ct); (( r % 2 == 0 )) && conds=(ct bare)
+        conds=(bare ct hooks); (( r % 3 == 1 )) && conds=(ct hooks bare); (( r % 3 == 2 )) && conds=(hooks bare ct)
         for cond in "${conds[@]}"; do
             if [[ $cond == bare ]]; then on_node iptables -D "${BASE_RULE[@]}"; fi
+            if [[ $cond == hooks ]]; then
+                # shellcheck disable=SC2086
+                for rule in "${HOOK_RULES[@]}"; do on_node iptables $rule; done
+                # The new-connection packet enters CAL-EMPTY; mangle rules that never match still cost.
+            fi
             measure calibration "$cond" "$r"
             if [[ $cond == bare ]]; then on_node iptables -A "${BASE_RULE[@]}"; fi
+            if [[ $cond == hooks ]]; then
+                on_node iptables -t mangle -D FORWARD 1; on_node iptables -t mangle -D FORWARD 1; on_node iptables -t filter -D FORWARD 1
+            fi
         done
         say "$LINE"
     done
+    on_node iptables -t mangle -X CAL-EMPTY
+    on_node iptables -t filter -X CAL-EMPTY
 fi
 
 declare -A COUNTS COSTS
