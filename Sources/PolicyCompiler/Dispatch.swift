@@ -168,14 +168,14 @@ func assignNumbers(_ chains: [String], keeping: [Int: String], capacity: Int, ov
         }
     }
     let avoided = Set(keeping.keys).union(taken)
-    var fresh = chains.filter { result[$0] == nil }
-    fresh.sort { (preferredNumber($0, capacity), $0) < (preferredNumber($1, capacity), $1) }
-    for chain in fresh {
+    // Each chain's preferred number, hashed once.
+    var fresh = chains.filter { result[$0] == nil }.map { (chain: $0, preferred: preferredNumber($0, capacity)) }
+    fresh.sort { ($0.preferred, $0.chain) < ($1.preferred, $1.chain) }
+    for (chain, start) in fresh {
         guard taken.count < capacity else {
             result[chain] = overflow
             continue
         }
-        let start = preferredNumber(chain, capacity)
         var chosen: Int? = nil
         // First choice: free and carried by no pod; past that, free.
         for avoid in [true, false] where chosen == nil {
