@@ -92,7 +92,7 @@ let package = Package(
         // in a normal build.
         .executableTarget(
             name: "picket-fuzz-json",
-            dependencies: ["KubeModel", .product(name: "Yams", package: "Yams")],
+            dependencies: ["KubeModel"],
             path: "Fuzz/json",
             swiftSettings: swiftSettings
         ),

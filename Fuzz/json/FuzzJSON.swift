@@ -7,7 +7,6 @@
 // through the same entry (to replay a crash without libFuzzer).
 import Foundation
 import KubeModel
-import Yams
 
 /// One input: decode it; a trap, an overflow or a memory error is the finding.
 @_cdecl("LLVMFuzzerTestOneInput") @discardableResult
@@ -74,7 +73,7 @@ struct FuzzJSONTool {
             if relative.hasSuffix(".json") {
                 json = try String(contentsOfFile: path, encoding: .utf8)
             } else if relative.hasSuffix(".yaml") || relative.hasSuffix(".yml") {
-                guard let converted = jsonStream(fromYAML: try String(contentsOfFile: path, encoding: .utf8)) else { continue }
+                guard let converted = YAMLToJSON.stream(fromYAML: try String(contentsOfFile: path, encoding: .utf8)) else { continue }
                 json = converted
             } else {
                 continue
@@ -87,52 +86,4 @@ struct FuzzJSONTool {
     }
 }
 
-/// YAML text as a JSON stream, scalars typed as YAML resolves them; nil when it does not parse.
-func jsonStream(fromYAML yaml: String) -> String? {
-    guard var documents = try? compose_all(yaml: yaml) else { return nil }
-    var out: [String] = []
-    while let document = documents.next() { out.append(json(document)) }
-    return documents.error == nil ? out.joined(separator: "\n") : nil
-}
-
-/// One YAML node as JSON text.
-func json(_ node: Node) -> String {
-    switch node {
-    case .mapping(let mapping):
-        return "{" + mapping.map { "\(quoted($0.key.string ?? "")): \(json($0.value))" }.joined(separator: ", ") + "}"
-    case .sequence(let sequence):
-        return "[" + sequence.map(json).joined(separator: ", ") + "]"
-    case .scalar(let scalar):
-        switch node.tag.description {
-        case Tag.Name.int.rawValue, Tag.Name.float.rawValue:
-            return scalar.string.hasPrefix("+") ? String(scalar.string.dropFirst()) : scalar.string
-        case Tag.Name.bool.rawValue: return node.bool == true ? "true" : "false"
-        case Tag.Name.null.rawValue: return "null"
-        default: return quoted(scalar.string)
-        }
-    case .alias:
-        return "null"
-    }
-}
-
-/// A JSON string literal.
-func quoted(_ text: String) -> String {
-    var out = "\""
-    for scalar in text.unicodeScalars {
-        switch scalar {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\t": out += "\\t"
-        case "\r": out += "\\r"
-        default:
-            if scalar.value < 0x20 {
-                out += String(format: "\\u%04x", scalar.value)
-            } else {
-                out.unicodeScalars.append(scalar)
-            }
-        }
-    }
-    return out + "\""
-}
 #endif

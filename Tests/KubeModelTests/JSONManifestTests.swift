@@ -19,7 +19,7 @@ import Testing
         if file.pathExtension == "json" {
             json = text
         } else {
-            guard let converted = jsonStream(fromYAML: text) else {
+            guard let converted = YAMLToJSON.stream(fromYAML: text) else {
                 #expect(viaYAML.hasErrors, "YAML that does not convert must not parse either")
                 return
             }
