@@ -348,13 +348,14 @@ extension Ruleset {
 func dispatchSet(_ dispatch: Dispatch, _ family: IPAddress.Family, marks: MarkLayout) -> IPSet {
     let field = marks.field(dispatch.direction)
     var members: [IPSet.Member] = []
-    for group in dispatch.groups {
-        let tag = IPSet.Tag(mark: MarkLayout.deposit(group.number, into: field), mask: field, comment: group.chain)
+    for (index, group) in dispatch.groups.enumerated() {
+        let tag = IPSet.Tag(mark: MarkLayout.deposit(group.number, into: field), mask: field, comment: Int32(index))
         for address in group.addresses where address.family == family { members.append(IPSet.Member(address, tag: tag)) }
     }
     return IPSet(
         name: Names.dispatchSet(dispatch.direction, family), kind: .hashIP, family: family, members: members,
-        purpose: "local pods isolated for \(dispatch.direction.field), tagged with their group's number", tagged: true)
+        purpose: "local pods isolated for \(dispatch.direction.field), tagged with their group's number", tagged: true,
+        comments: dispatch.groups.map(\.chain))
 }
 
 /// Chains in table order: per table (filter, then mangle) the base chains in their fixed

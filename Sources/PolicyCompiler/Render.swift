@@ -74,7 +74,7 @@ extension Ruleset {
             // Member text never needs quoting (addresses, proto:port, `nomatch`): append it as is.
             let prefix = "add " + set.name + " "
             for member in set.members {
-                out.appendLine(prefix, member.description)
+                out.appendLine(prefix, set.text(of: member))
             }
         }
         return out.text
@@ -136,7 +136,15 @@ extension Hook {
 
 extension IPSet {
     /// Each member as `ipset save` prints it after `add NAME `.
-    public var memberTexts: [String] { members.map(\.description) }
+    public var memberTexts: [String] { members.map(text) }
+
+    /// A member as `ipset add` takes it and `ipset save` prints it, a tagged member's comment
+    /// and mark included: `10.0.0.1 comment "PICKET-GRI-..." skbmark 0x10000/0xff0000`.
+    public func text(of member: Member) -> String {
+        guard let tag = member.tag else { return member.description }
+        return member.description + " comment \"" + comments[Int(tag.comment)] + "\" skbmark 0x" + String(tag.mark, radix: 16)
+            + "/0x" + String(tag.mask, radix: 16)
+    }
 }
 
 extension LineWriter {

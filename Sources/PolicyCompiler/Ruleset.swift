@@ -59,17 +59,19 @@ public struct IPSet: Hashable, Sendable {
     }
 
     /// A packet-mark value a member writes with `-j SET --map-set NAME --map-mark` (`skbinfo`
-    /// sets), and a comment naming what the value stands for (`comment` sets).
+    /// sets), and which of the set's `comments` names what the value stands for (`comment`
+    /// sets). Plain numbers, so that members stay trivial values: sets of tens of thousands of
+    /// members are sorted on every compile.
     public struct Tag: Hashable, Sendable {
         /// The mark value, within `mask`.
         public var mark: UInt32
         /// The bits the value replaces.
         public var mask: UInt32
-        /// What the value stands for (a group chain's name).
-        public var comment: String
+        /// The index of the member's comment in its set's `comments`.
+        public var comment: Int32
 
         /// Creates a tag.
-        public init(mark: UInt32, mask: UInt32, comment: String) {
+        public init(mark: UInt32, mask: UInt32, comment: Int32) {
             self.mark = mark
             self.mask = mask
             self.comment = comment
@@ -127,20 +129,18 @@ public struct IPSet: Hashable, Sendable {
         }
 
         /// The member as `ipset add` takes it and `ipset save` prints it: `10.0.0.1`,
-        /// `10.0.0.0/8 nomatch`, `10.0.0.1,tcp:80`, `10.0.0.1 comment "PICKET-GRI-..." skbmark 0x10000/0xff0000`.
+        /// `10.0.0.0/8 nomatch`, `10.0.0.1,tcp:80`; a tagged member's comment and mark follow
+        /// (`IPSet.text(of:)`).
         public var description: String {
             var text = block.prefix == block.family.bitWidth ? "\(block.address)" : "\(block)"
             if let proto = portProto { text += ",\(proto.lowercased):\(portNumber)" }
             if nomatch { text += " nomatch" }
-            if let tag {
-                text += " comment \"\(tag.comment)\" skbmark 0x\(String(tag.mark, radix: 16))/0x\(String(tag.mask, radix: 16))"
-            }
             return text
         }
 
         public static func < (lhs: Member, rhs: Member) -> Bool {
             if lhs.block != rhs.block { return lhs.block < rhs.block }
-            if lhs.tag != rhs.tag { return (lhs.tag?.mark ?? 0, lhs.tag?.comment ?? "") < (rhs.tag?.mark ?? 0, rhs.tag?.comment ?? "") }
+            if lhs.tag != rhs.tag { return (lhs.tag?.mark ?? 0, lhs.tag?.comment ?? 0) < (rhs.tag?.mark ?? 0, rhs.tag?.comment ?? 0) }
             return (lhs.portProto?.rawValue ?? "", lhs.portNumber, lhs.nomatch ? 1 : 0)
                 < (rhs.portProto?.rawValue ?? "", rhs.portNumber, rhs.nomatch ? 1 : 0)
         }
@@ -158,13 +158,19 @@ public struct IPSet: Hashable, Sendable {
     public var purpose: String
     /// Whether members carry a `Tag` (a dispatch set: `comment skbinfo` extensions).
     public var tagged: Bool
+    /// The comments tagged members point to.
+    public var comments: [String]
 
     /// Creates a set; members are sorted and deduplicated.
-    public init(name: String, kind: Kind, family: IPAddress.Family, members: [Member], purpose: String, tagged: Bool = false) {
+    public init(
+        name: String, kind: Kind, family: IPAddress.Family, members: [Member], purpose: String, tagged: Bool = false,
+        comments: [String] = []
+    ) {
         self.name = name
         self.kind = kind
         self.family = family
         self.tagged = tagged
+        self.comments = comments
         var sorted = members.sorted()
         sorted.dedupeSorted()
         self.members = sorted

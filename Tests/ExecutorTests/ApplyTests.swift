@@ -77,7 +77,8 @@ struct ApplyTests {
             let after = Shop.with { $0.pod("web") { $0.ips = [IPAddress("10.244.1.9")!] } }.ruleset
             let dispatch = Names.dispatchSet(.ingress, .v4)
             try #require(sets(of: before, holding: "10.244.1.2") == [dispatch])
-            let tag = try #require(after.sets.first { $0.name == dispatch }?.members.first { $0.block.address == IPAddress("10.244.1.9")! })
+            let set = try #require(after.sets.first { $0.name == dispatch })
+            let tag = set.text(of: try #require(set.members.first { $0.block.address == IPAddress("10.244.1.9")! }))
 
             let (executor, log) = countingExecutor()
             try namespace.inside { try executor.apply(before) }

@@ -23,9 +23,10 @@ func manyGroups(_ groups: Int, podsPerNamespace: Int = 1, extra: Int = 0) -> Clu
 /// Each dispatch-set member's (group chain, number), by address, for one direction and family.
 func tags(_ ruleset: Ruleset, _ direction: Direction, _ family: IPAddress.Family = .v4) -> [IPAddress: (chain: String, number: Int)] {
     var result: [IPAddress: (String, Int)] = [:]
-    for member in ruleset.sets.first(where: { $0.name == Names.dispatchSet(direction, family) })?.members ?? [] {
+    guard let set = ruleset.sets.first(where: { $0.name == Names.dispatchSet(direction, family) }) else { return result }
+    for member in set.members {
         guard let tag = member.tag else { continue }
-        result[member.block.address] = (tag.comment, MarkLayout.extract(tag.mark, from: ruleset.marks.field(direction)))
+        result[member.block.address] = (set.comments[Int(tag.comment)], MarkLayout.extract(tag.mark, from: ruleset.marks.field(direction)))
     }
     return result
 }
