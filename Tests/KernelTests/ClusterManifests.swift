@@ -57,21 +57,7 @@ indirect enum JSON: Sendable, ExpressibleByStringLiteral, ExpressibleByIntegerLi
     }
 
     private static func quote(_ s: String) -> String {
-        var out = "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            default:
-                if scalar.value < 0x20 {
-                    out += String(format: "\\u%04x", scalar.value)
-                } else {
-                    out.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        return out + "\""
+        YAMLToJSON.quoted(s)
     }
 }
 
