@@ -62,11 +62,31 @@ let package = Package(
             dependencies: ["CConntrack", "KubeModel"],
             swiftSettings: swiftSettings
         ),
+        // Runs a program to completion with posix_spawn and a deadline (iptables-restore, exec
+        // credential plugins).
+        .target(
+            name: "ToolRunner",
+            swiftSettings: swiftSettings
+        ),
+        // libcurl: a C shim of typed, non-variadic wrappers over curl_easy_setopt/getinfo.
+        .target(
+            name: "CCurl",
+            path: "Sources/CCurl",
+            linkerSettings: [.linkedLibrary("curl")]
+        ),
+        // The Kubernetes API client: kubeconfig and in-cluster configuration, credentials
+        // (tokens, client certificates, exec plugins), requests over libcurl with retries, and
+        // informers (paginated list, then watch) keeping the projected model.
+        .target(
+            name: "KubeClient",
+            dependencies: ["KubeModel", "CCurl", "ToolRunner", .product(name: "Yams", package: "Yams")],
+            swiftSettings: swiftSettings
+        ),
         // The only module that changes the kernel: diffs a Ruleset against what the node holds
         // and applies the difference (libipset in-process, iptables-restore --noflush).
         .target(
             name: "Executor",
-            dependencies: ["KubeModel", "PolicyCompiler", "IPSetKit", "ConntrackKit"],
+            dependencies: ["KubeModel", "PolicyCompiler", "IPSetKit", "ConntrackKit", "ToolRunner"],
             swiftSettings: swiftSettings
         ),
         // The command-line tool.
@@ -77,6 +97,7 @@ let package = Package(
                 "PolicyCompiler",
                 "PolicyEvaluator",
                 "Executor",
+                "KubeClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
@@ -116,6 +137,12 @@ let package = Package(
             dependencies: ["Executor", "KubeModel", "PolicyCompiler", "IPSetKit"],
             swiftSettings: swiftSettings
         ),
+        // The API client against the test API server (Tests/APIServer) over HTTPS on 127.0.0.1.
+        .testTarget(
+            name: "KubeClientTests",
+            dependencies: ["KubeClient", "KubeModel", "ToolRunner"],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "IPSetKitTests",
             dependencies: ["IPSetKit"],
@@ -134,7 +161,7 @@ let package = Package(
         // Enforcement proven in a real kernel: network-namespace clusters, real packets.
         .testTarget(
             name: "KernelTests",
-            dependencies: ["KubeModel", "PolicyCompiler", "PolicyEvaluator", "Executor"],
+            dependencies: ["KubeModel", "PolicyCompiler", "PolicyEvaluator", "Executor", "ToolRunner"],
             swiftSettings: swiftSettings
         ),
     ]

@@ -3,6 +3,7 @@ import Foundation
 import IPSetKit
 import KubeModel
 import PolicyCompiler
+import ToolRunner
 
 /// The kernel interfaces the executor uses, injected so that tests and the daemon choose how
 /// commands run. Every call acts on the caller's network namespace.

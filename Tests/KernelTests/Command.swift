@@ -4,6 +4,7 @@
 
 import Executor
 import Foundation
+import ToolRunner
 
 /// A command that failed, with what it printed, so a test report shows the tool's own words.
 struct CommandError: Error, CustomStringConvertible {

@@ -1,3 +1,7 @@
+// ToolRunner: runs a program to completion with posix_spawn, with a deadline. Shared by the
+// executor (iptables-restore, ip6tables-restore) and the API client (exec credential plugins),
+// so that every tool Picket starts is started one way.
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -25,8 +29,12 @@ public struct ToolResult: Sendable {
 /// whose loopback is down, and then never reports the exit, and crashed in its launch path
 /// with many launches from several threads.) With a `timeout` (seconds), a tool still running
 /// then is killed (SIGKILL, by its PID) and reported as timed out; its pipes are drained for at
-/// most 5 s more.
-public func runTool(_ path: String, _ arguments: [String], stdin: String? = nil, timeout: Double? = nil) -> ToolResult {
+/// most 5 s more. With `environment`, the tool gets exactly those variables instead of this
+/// process's; a `path` without a slash is then looked up in `PATH` (this process's), as a shell
+/// would.
+public func runTool(
+    _ path: String, _ arguments: [String], stdin: String? = nil, timeout: Double? = nil, environment: [String: String]? = nil
+) -> ToolResult {
     var input: [Int32] = [-1, -1]
     var output: [Int32] = [-1, -1]
     var errors: [Int32] = [-1, -1]
@@ -59,7 +67,12 @@ public func runTool(_ path: String, _ arguments: [String], stdin: String? = nil,
         posix_spawn_file_actions_adddup2(&actions, input[0], 0)
         posix_spawn_file_actions_adddup2(&actions, output[1], 1)
         posix_spawn_file_actions_adddup2(&actions, errors[1], 2)
-        return posix_spawn(&pid, path, &actions, &attributes, argv, environ)
+        guard let environment else { return posix_spawn(&pid, path, &actions, &attributes, argv, environ) }
+        let envp: [UnsafeMutablePointer<CChar>?] = environment.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { for entry in envp { free(entry) } }
+        return path.contains("/")
+            ? posix_spawn(&pid, path, &actions, &attributes, argv, envp)
+            : posix_spawnp(&pid, path, &actions, &attributes, argv, envp)
     }
     guard spawned >= 0 else {
         for fd in input + output + errors where fd >= 0 { close(fd) }
