@@ -184,7 +184,7 @@ public enum ManifestDecoder {
         return set
     }
 
-    private static func decode(_ node: Node, source: String, location: String, inferredKind: String?, into set: inout ManifestSet) {
+    private static func decode(_ node: Yams.Node, source: String, location: String, inferredKind: String?, into set: inout ManifestSet) {
         guard node.mapping != nil else {
             if case .scalar(let s) = node, s.string.isEmpty || s.string == "null" { return }  // empty document
             set.issues.append(ManifestIssue(severity: .error, source: source, object: location, message: "is not an object (a mapping)"))
@@ -269,7 +269,7 @@ public enum ManifestDecoder {
         return String(apiVersion[..<slash])
     }
 
-    private static func objectName(_ node: Node, kind: String?, fallback: String) -> String {
+    private static func objectName(_ node: Yams.Node, kind: String?, fallback: String) -> String {
         let meta = node["metadata"]
         return objectName(kind: kind, name: meta?["name"]?.string, namespace: meta?["namespace"]?.string, fallback: fallback)
     }

@@ -49,6 +49,15 @@ public enum Validation {
         return errors
     }
 
+    /// What is invalid in a Node: its name (a node name: an RFC 1123 subdomain), its labels, and
+    /// what its decoder could not represent (a pod CIDR or an address that does not parse).
+    public static func errors(of node: Node) -> [FieldError] {
+        var errors = nodeName(node.name, field: "metadata.name")
+        if !areValid(node.labels) { errors += labels(node.labels, field: "metadata.labels") }
+        errors += node.invalidFields
+        return errors
+    }
+
     /// What is invalid in a NetworkPolicy's metadata: name (an RFC 1123 subdomain), namespace
     /// (an RFC 1123 label), labels. Its spec is checked by `Policy(validating:)`, which calls this.
     public static func metadataErrors(of policy: NetworkPolicy) -> [FieldError] {

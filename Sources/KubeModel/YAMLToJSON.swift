@@ -14,7 +14,7 @@ public enum YAMLToJSON {
     }
 
     /// One YAML node as JSON text.
-    static func json(_ node: Node) -> String {
+    static func json(_ node: Yams.Node) -> String {
         switch node {
         case .mapping(let mapping):
             return "{" + mapping.map { "\(quoted($0.key.string ?? "")): \(json($0.value))" }.joined(separator: ", ") + "}"
