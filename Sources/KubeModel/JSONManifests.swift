@@ -9,7 +9,9 @@
 // read again only if an item lacks its own `kind`. A type error in a kept field fails that
 // object alone (as `field: message`, the first one in the order the YAML path would find it:
 // metadata, spec, status); a syntax error fails the whole top-level value. Decoded objects enter
-// the set through `ManifestSet.admit`, like YAML ones.
+// the set through `ManifestSet.admit`, like YAML ones. API responses (`APIResponses.swift`) read
+// objects with the same code (`readObjectParts`, `ObjectParts.assemble`), with `forAPI` adding
+// what only they need: metadata.resourceVersion and uid, and Nodes.
 //
 // Accepted input: one or more top-level JSON values (a kubectl object, a `List`/`PodList`/...,
 // or a stream of objects as `kubectl get -w -o json` prints), each an object or `null`.
@@ -58,14 +60,14 @@ extension ManifestDecoder {
 // MARK: - objects
 
 /// Where a `spec` or `status` value starts, and the kind it was read as (nil: skipped).
-private struct SectionRecord {
+struct SectionRecord {
     var isSpec: Bool
     var offset: Int
     var readAs: String?
 }
 
 /// The sections of one object: two inline (the usual spec and status), more in an array.
-private struct SectionRecords {
+struct SectionRecords {
     var first: SectionRecord?
     var second: SectionRecord?
     var more: [SectionRecord] = []
@@ -84,16 +86,20 @@ private struct SectionRecords {
 }
 
 /// The parts of `metadata` Picket reads, as found.
-private struct MetaParts {
+struct MetaParts {
     var present = false
     var name: String?
     var namespace: String?
     var labels: [String: String] = [:]
+    /// metadata.resourceVersion (read for API responses only).
+    var resourceVersion: String?
+    /// metadata.uid (read for API responses only).
+    var uid: String?
     var failure: FieldError?
 }
 
 /// The parts of a Pod's spec and status Picket reads, as found.
-private struct PodParts {
+struct PodParts {
     var nodeName: String?
     var hostNetwork: Bool?
     var containerPorts: [Pod.WrittenPort] = []
@@ -105,7 +111,150 @@ private struct PodParts {
     var statusFailure: FieldError?
 }
 
+/// The parts of a Node's spec and status Picket reads, as found (API responses only).
+struct NodeParts {
+    var podCIDR: String?
+    var podCIDRs: [String]?
+    var addresses: [Node.WrittenAddress] = []
+    var specFailure: FieldError?
+    var statusFailure: FieldError?
+}
+
+/// What one pass over an object found: its kind and apiVersion as written, and the parts of
+/// metadata, spec and status of the kind they were read as.
+struct ObjectParts {
+    var kind: String?
+    var apiVersion: String?
+    var meta = MetaParts()
+    var pod = PodParts()
+    var node = NodeParts()
+    var policySpec: NetworkPolicy.Spec?
+    var policyFailure: FieldError?
+    var sections = SectionRecords()
+    /// The reader's depth inside the object (to read a section again).
+    var innerDepth: Int
+    /// Whether the fields only API responses need are read: metadata.resourceVersion and
+    /// metadata.uid, a Node's spec and status. Manifest files leave them unread (and so cannot
+    /// fail on them).
+    var forAPI: Bool
+
+    /// Reads a spec or status value as `kind` (by kind alone: apiVersion may come later, and
+    /// decides only whether the object is kept); kinds Picket does not read are skipped.
+    mutating func readSection(_ reader: inout JSONReader, isSpec: Bool, kind: String) throws(JSONSyntaxError) {
+        let name = isSpec ? "spec" : "status"
+        switch kind {
+        case "Pod" where isSpec:
+            let failure = try reader.section(name) { r throws(JSONSyntaxError) in try r.podSpec(into: &pod) }
+            if pod.specFailure == nil { pod.specFailure = failure }
+        case "Pod":
+            let failure = try reader.section(name) { r throws(JSONSyntaxError) in try r.podStatus(into: &pod) }
+            if pod.statusFailure == nil { pod.statusFailure = failure }
+        case "NetworkPolicy" where isSpec:
+            let failure = try reader.section(name) { r throws(JSONSyntaxError) in
+                var spec = policySpec ?? NetworkPolicy.Spec()
+                if try r.policySpec(into: &spec) { policySpec = spec }
+            }
+            if policyFailure == nil { policyFailure = failure }
+        case "Node" where isSpec && forAPI:
+            let failure = try reader.section(name) { r throws(JSONSyntaxError) in try r.nodeSpec(into: &node) }
+            if node.specFailure == nil { node.specFailure = failure }
+        case "Node" where forAPI:
+            let failure = try reader.section(name) { r throws(JSONSyntaxError) in try r.nodeStatus(into: &node) }
+            if node.statusFailure == nil { node.statusFailure = failure }
+        default:
+            try reader.skipValue()
+        }
+    }
+
+    /// How issues name the object, read as `kind`.
+    func objectName(kind: String?, location: JSONLocation) -> String {
+        ManifestDecoder.objectName(kind: kind, name: meta.name, namespace: meta.namespace, fallback: location.description)
+    }
+
+    /// The first failure of metadata: missing, a field of the wrong type, or no name.
+    var metadataFailure: FieldError? {
+        guard meta.present else { return FieldError(field: "metadata", reason: "is required but missing") }
+        return meta.failure ?? (meta.name == nil ? FieldError(field: "metadata.name", reason: "is required but missing") : nil)
+    }
+
+    /// The object read as `kind`, or the first field failure in the order the YAML path would
+    /// find it (metadata, spec, status); nil for kinds Picket does not read (and for Nodes
+    /// outside API responses).
+    func assemble(as kind: ManifestDecoder.Kind) -> Result<ManifestObject, FieldError>? {
+        switch kind {
+        case .namespace:
+            if let failure = metadataFailure { return .failure(failure) }
+            return .success(.namespace(Namespace(name: meta.name!, labels: meta.labels)))
+        case .pod:
+            if let failure = metadataFailure ?? pod.specFailure ?? pod.statusFailure { return .failure(failure) }
+            return .success(.pod(Pod.assemble(
+                meta: ObjectMeta(name: meta.name!, namespace: meta.namespace, labels: meta.labels),
+                nodeName: pod.nodeName, hostNetwork: pod.hostNetwork, ports: pod.containerPorts + pod.initContainerPorts,
+                podIPs: pod.podIPs, podIP: pod.podIP, phase: pod.phase)))
+        case .networkPolicy:
+            if let failure = metadataFailure ?? policyFailure { return .failure(failure) }
+            return .success(.networkPolicy(NetworkPolicy(
+                namespace: meta.namespace ?? "default", name: meta.name!, spec: policySpec ?? NetworkPolicy.Spec())))
+        case .node where forAPI:
+            if let failure = metadataFailure ?? node.specFailure ?? node.statusFailure { return .failure(failure) }
+            return .success(.node(Node.assemble(
+                meta: ObjectMeta(name: meta.name!, labels: meta.labels),
+                podCIDRs: node.podCIDRs, podCIDR: node.podCIDR, addresses: node.addresses)))
+        case .node, .other:
+            return nil
+        }
+    }
+}
+
 extension JSONReader {
+    /// Reads the object at the position in one pass: kind, apiVersion, metadata, and spec and
+    /// status as the kind known so far (its own `kind` if it came first, else `inferredKind`,
+    /// the kind of the List it is an item of); `items` is called at an `items` key with the
+    /// object's own kind so far, and must consume the value. Sections read as another kind than
+    /// the object turns out to have are read again by `rereadSections`.
+    mutating func readObjectParts(
+        inferredKind: String?, forAPI: Bool, items: (inout JSONReader, String?) throws(JSONSyntaxError) -> Void
+    ) throws(JSONSyntaxError) -> ObjectParts {
+        var parts = ObjectParts(innerDepth: depth + 1, forAPI: forAPI)
+        try readObject { r, key throws(JSONSyntaxError) in
+            if key.is("kind") {
+                parts.kind = try r.lenientString()
+            } else if key.is("apiVersion") {
+                parts.apiVersion = try r.lenientString()
+            } else if key.is("metadata") {
+                let failure = try r.section("metadata") { r throws(JSONSyntaxError) in try r.metadata(into: &parts.meta, forAPI: forAPI) }
+                if parts.meta.failure == nil { parts.meta.failure = failure }
+            } else if key.is("spec") || key.is("status") {
+                // Read as the kind known so far (an item of a typed List: the List's); read again
+                // by `rereadSections` if `kind` turns out to be another one.
+                let isSpec = key.is("spec")
+                let readAs = parts.kind ?? inferredKind
+                parts.sections.append(SectionRecord(isSpec: isSpec, offset: r.position, readAs: readAs))
+                if let readAs {
+                    try parts.readSection(&r, isSpec: isSpec, kind: readAs)
+                } else {
+                    try r.skipValue()
+                }
+            } else if key.is("items") {
+                try items(&r, parts.kind)
+            } else {
+                try r.skipValue()
+            }
+        }
+        return parts
+    }
+
+    /// Reads again, as `kind`, the sections of `parts` that were read as another kind or skipped
+    /// (the object's `kind` came after them). The reader must be just past the object.
+    func rereadSections(of parts: inout ObjectParts, as kind: String) throws(JSONSyntaxError) {
+        for record in parts.sections.all(readOtherThan: kind) {
+            var again = self
+            again.position = record.offset
+            again.depth = parts.innerDepth
+            try parts.readSection(&again, isSpec: record.isSpec, kind: kind)
+        }
+    }
+
     /// Decodes the object at the position (an item of a List when `inferredKind` is set) into
     /// `set`. Returns whether the object named its own `kind`.
     @discardableResult
@@ -123,86 +272,34 @@ extension JSONReader {
             try skipValue()
             return false
         }
-        var kind: String?
-        var apiVersion: String?
-        var meta = MetaParts()
-        var pod = PodParts()
-        var policySpec: NetworkPolicy.Spec?
-        var policyFailure: FieldError?
-        var sections = SectionRecords()
         var itemsOffset: Int?
         var items: ManifestSet?  // decoded before `kind` was known, on the assumption of a List
         var itemsComplete = true  // every item of `items` named its kind
-        let innerDepth = depth + 1
 
-        func section(_ reader: inout JSONReader, isSpec: Bool, kind: String) throws(JSONSyntaxError) {
-            let name = isSpec ? "spec" : "status"
-            // By kind alone: apiVersion may come later (and decides only whether the object is read).
-            switch kind {
-            case "Pod" where isSpec:
-                let failure = try reader.section(name) { r throws(JSONSyntaxError) in try r.podSpec(into: &pod) }
-                if pod.specFailure == nil { pod.specFailure = failure }
-            case "Pod":
-                let failure = try reader.section(name) { r throws(JSONSyntaxError) in try r.podStatus(into: &pod) }
-                if pod.statusFailure == nil { pod.statusFailure = failure }
-            case "NetworkPolicy" where isSpec:
-                let failure = try reader.section(name) { r throws(JSONSyntaxError) in
-                    var spec = policySpec ?? NetworkPolicy.Spec()
-                    if try r.policySpec(into: &spec) { policySpec = spec }
-                }
-                if policyFailure == nil { policyFailure = failure }
-            default:
-                try reader.skipValue()
+        var parts = try readObjectParts(inferredKind: inferredKind, forAPI: false) { r, kind throws(JSONSyntaxError) in
+            itemsOffset = r.position
+            items = nil
+            if let kind, !kind.hasSuffix("List") { return try r.skipValue() }
+            guard try r.peekType() == .array, level < Self.maxListNesting else { return try r.skipValue() }
+            // Decoded now, whether or not `kind` is known yet (kubectl puts it after `items`).
+            let listKind = kind
+            let itemKind = listKind.flatMap { $0 == "List" ? nil : String($0.dropLast(4)) }
+            var decoded = ManifestSet()
+            var complete = true
+            let listLocation = location.description
+            try r.readArray { r, i throws(JSONSyntaxError) in
+                if try r.peekType() == .null { return try r.readNull() }
+                let named = try r.decodeManifest(
+                    location: JSONLocation(parent: listLocation, item: i), inferredKind: itemKind, level: level + 1, source: source, into: &decoded)
+                if !named && listKind == nil { complete = false }
             }
+            items = decoded
+            itemsComplete = complete
         }
 
-        try readObject { r, key throws(JSONSyntaxError) in
-            if key.is("kind") {
-                kind = try r.lenientString()
-            } else if key.is("apiVersion") {
-                apiVersion = try r.lenientString()
-            } else if key.is("metadata") {
-                let failure = try r.section("metadata") { r throws(JSONSyntaxError) in try r.metadata(into: &meta) }
-                if meta.failure == nil { meta.failure = failure }
-            } else if key.is("spec") || key.is("status") {
-                // Read as the kind known so far (an item of a typed List: the List's); read again
-                // below if `kind` turns out to be another one.
-                let isSpec = key.is("spec")
-                let readAs = kind ?? inferredKind
-                sections.append(SectionRecord(isSpec: isSpec, offset: r.position, readAs: readAs))
-                if let readAs {
-                    try section(&r, isSpec: isSpec, kind: readAs)
-                } else {
-                    try r.skipValue()
-                }
-            } else if key.is("items") {
-                itemsOffset = r.position
-                items = nil
-                if let kind, !kind.hasSuffix("List") { return try r.skipValue() }
-                guard try r.peekType() == .array, level < Self.maxListNesting else { return try r.skipValue() }
-                // Decoded now, whether or not `kind` is known yet (kubectl puts it after `items`).
-                let listKind = kind
-                let itemKind = listKind.flatMap { $0 == "List" ? nil : String($0.dropLast(4)) }
-                var decoded = ManifestSet()
-                var complete = true
-                let listLocation = location.description
-                try r.readArray { r, i throws(JSONSyntaxError) in
-                    if try r.peekType() == .null { return try r.readNull() }
-                    let named = try r.decodeManifest(
-                        location: JSONLocation(parent: listLocation, item: i), inferredKind: itemKind, level: level + 1, source: source, into: &decoded)
-                    if !named && listKind == nil { complete = false }
-                }
-                items = decoded
-                itemsComplete = complete
-            } else {
-                try r.skipValue()
-            }
-        }
-
+        let kind = parts.kind
         let kindOrInferred = kind ?? inferredKind
-        var object: String {
-            ManifestDecoder.objectName(kind: kindOrInferred, name: meta.name, namespace: meta.namespace, fallback: location.description)
-        }
+        var object: String { parts.objectName(kind: kindOrInferred, location: location) }
         guard let kindOrInferred else {
             set.issues.append(ManifestIssue(severity: .error, source: source, object: location.description, field: "kind", message: "is missing"))
             return false
@@ -217,7 +314,7 @@ extension JSONReader {
             } else {
                 var again = self
                 again.position = itemsOffset
-                again.depth = innerDepth
+                again.depth = parts.innerDepth
                 guard try again.peekType() == .array else {
                     set.issues.append(ManifestIssue(severity: .error, source: source, object: object, field: "items", message: "is not a list"))
                     return kind != nil
@@ -232,36 +329,20 @@ extension JSONReader {
             }
             return kind != nil
         }
-        for record in sections.all(readOtherThan: kindOrInferred) {
-            var again = self
-            again.position = record.offset
-            again.depth = innerDepth
-            try section(&again, isSpec: record.isSpec, kind: kindOrInferred)
-        }
+        try rereadSections(of: &parts, as: kindOrInferred)
 
-        func fail(_ failure: FieldError) {
-            set.issues.append(ManifestIssue(severity: .error, source: source, object: object, field: failure.field, message: failure.reason))
+        let classified = ManifestDecoder.classify(kind: kindOrInferred, apiVersion: parts.apiVersion ?? "")
+        if classified == .networkPolicy,
+           let note = ManifestDecoder.apiVersionNote(parts.apiVersion ?? "", source: source, object: object) {
+            set.issues.append(note)
         }
-        let metaFailure = !meta.present
-            ? FieldError(field: "metadata", reason: "is required but missing")
-            : meta.failure ?? (meta.name == nil ? FieldError(field: "metadata.name", reason: "is required but missing") : nil)
-        switch ManifestDecoder.classify(kind: kindOrInferred, apiVersion: apiVersion ?? "") {
-        case .namespace:
-            if let metaFailure { fail(metaFailure); break }
-            set.admit(.namespace(Namespace(name: meta.name!, labels: meta.labels)), source: source)
-        case .pod:
-            if let failure = metaFailure ?? pod.specFailure ?? pod.statusFailure { fail(failure); break }
-            let decoded = Pod.assemble(
-                meta: ObjectMeta(name: meta.name!, namespace: meta.namespace, labels: meta.labels),
-                nodeName: pod.nodeName, hostNetwork: pod.hostNetwork, ports: pod.containerPorts + pod.initContainerPorts,
-                podIPs: pod.podIPs, podIP: pod.podIP, phase: pod.phase)
-            set.admit(.pod(decoded), source: source)
-        case .networkPolicy:
-            if let note = ManifestDecoder.apiVersionNote(apiVersion ?? "", source: source, object: object) { set.issues.append(note) }
-            if let failure = metaFailure ?? policyFailure { fail(failure); break }
-            let written = NetworkPolicy(namespace: meta.namespace ?? "default", name: meta.name!, spec: policySpec ?? NetworkPolicy.Spec())
-            set.admit(.networkPolicy(written), source: source)
-        case .other:
+        switch parts.assemble(as: classified) {
+        case .success(let decoded)?:
+            set.admit(decoded, source: source)
+        case .failure(let failure)?:
+            set.issues.append(ManifestIssue(severity: .error, source: source, object: object, field: failure.field, message: failure.reason))
+        case nil:
+            // Kinds Picket does not read; Nodes too: only API responses carry them.
             set.issues.append(ManifestDecoder.skippedNote(source: source, object: object))
         }
         return kind != nil
@@ -270,8 +351,9 @@ extension JSONReader {
     /// How deep Lists may be nested in Lists (each level is a recursion of `decodeManifest`).
     static let maxListNesting = 16
 
-    /// metadata: name, namespace, labels (merged into `meta`, as duplicate keys are).
-    fileprivate mutating func metadata(into meta: inout MetaParts) throws(JSONSyntaxError) {
+    /// metadata: name, namespace, labels (merged into `meta`, as duplicate keys are); with
+    /// `forAPI`, resourceVersion and uid too.
+    mutating func metadata(into meta: inout MetaParts, forAPI: Bool) throws(JSONSyntaxError) {
         let present = try object { r, key throws(JSONSyntaxError) in
             if key.is("name") {
                 if let name = try r.at("name", { r throws(JSONSyntaxError) in try r.requiredString() }) { meta.name = name }
@@ -279,6 +361,10 @@ extension JSONReader {
                 meta.namespace = try r.at("namespace") { r throws(JSONSyntaxError) in try r.optionalString() }
             } else if key.is("labels") {
                 try r.at("labels") { r throws(JSONSyntaxError) in try r.stringMap(into: &meta.labels) }
+            } else if forAPI && key.is("resourceVersion") {
+                meta.resourceVersion = try r.at("resourceVersion") { r throws(JSONSyntaxError) in try r.optionalString() }
+            } else if forAPI && key.is("uid") {
+                meta.uid = try r.at("uid") { r throws(JSONSyntaxError) in try r.optionalString() }
             } else {
                 try r.skipValue()
             }
@@ -287,7 +373,7 @@ extension JSONReader {
     }
 
     /// A Pod's spec: nodeName, hostNetwork, containers[].ports[], initContainers[].ports[].
-    fileprivate mutating func podSpec(into pod: inout PodParts) throws(JSONSyntaxError) {
+    mutating func podSpec(into pod: inout PodParts) throws(JSONSyntaxError) {
         try object { r, key throws(JSONSyntaxError) in
             if key.is("nodeName") {
                 pod.nodeName = try r.at("nodeName") { r throws(JSONSyntaxError) in try r.optionalString() }
@@ -343,7 +429,7 @@ extension JSONReader {
     }
 
     /// A Pod's status: phase, podIP, podIPs[].ip.
-    fileprivate mutating func podStatus(into pod: inout PodParts) throws(JSONSyntaxError) {
+    mutating func podStatus(into pod: inout PodParts) throws(JSONSyntaxError) {
         try object { r, key throws(JSONSyntaxError) in
             if key.is("phase") {
                 pod.phase = try r.at("phase") { r throws(JSONSyntaxError) in try r.optionalString() }
@@ -368,10 +454,52 @@ extension JSONReader {
         }
     }
 
+    // MARK: Node
+
+    /// A Node's spec: podCIDR, podCIDRs[].
+    mutating func nodeSpec(into node: inout NodeParts) throws(JSONSyntaxError) {
+        try object { r, key throws(JSONSyntaxError) in
+            if key.is("podCIDR") {
+                node.podCIDR = try r.at("podCIDR") { r throws(JSONSyntaxError) in try r.optionalString() }
+            } else if key.is("podCIDRs") {
+                node.podCIDRs = try r.at("podCIDRs") { r throws(JSONSyntaxError) in try r.stringArray() }
+            } else {
+                try r.skipValue()
+            }
+        }
+    }
+
+    /// A Node's status: addresses[] (type and address, both required).
+    mutating func nodeStatus(into node: inout NodeParts) throws(JSONSyntaxError) {
+        try object { r, key throws(JSONSyntaxError) in
+            guard key.is("addresses") else { return try r.skipValue() }
+            var addresses: [Node.WrittenAddress] = []
+            try r.at("addresses") { r throws(JSONSyntaxError) in
+                try r.array { r, i throws(JSONSyntaxError) in
+                    var type: String?
+                    var address: String?
+                    guard try r.requiredObject({ r, key throws(JSONSyntaxError) in
+                        if key.is("type") {
+                            type = try r.at("type") { r throws(JSONSyntaxError) in try r.requiredString() }
+                        } else if key.is("address") {
+                            address = try r.at("address") { r throws(JSONSyntaxError) in try r.requiredString() }
+                        } else {
+                            try r.skipValue()
+                        }
+                    }) else { return }
+                    guard let type else { return r.missing("type") }
+                    guard let address else { return r.missing("address") }
+                    addresses.append(Node.WrittenAddress(type: type, address: address, field: "status.addresses[\(i)]"))
+                }
+            }
+            node.addresses = addresses
+        }
+    }
+
     // MARK: NetworkPolicy
 
     /// A NetworkPolicy's spec as written; false when it is null.
-    fileprivate mutating func policySpec(into spec: inout NetworkPolicy.Spec) throws(JSONSyntaxError) -> Bool {
+    mutating func policySpec(into spec: inout NetworkPolicy.Spec) throws(JSONSyntaxError) -> Bool {
         try object { r, key throws(JSONSyntaxError) in
             if key.is("podSelector") {
                 spec.podSelector = try r.at("podSelector") { r throws(JSONSyntaxError) in try r.labelSelector() } ?? LabelSelector()

@@ -60,6 +60,9 @@ public struct ManifestSet: Sendable {
     public var pods: [Pod] = []
     /// Policies, validated, in input order.
     public var policies: [Policy] = []
+    /// Nodes, in input order. Manifest files never fill this (they skip Node objects with a
+    /// note); objects admitted from API responses may.
+    public var nodes: [Node] = []
     /// Errors and notes, in input order.
     public var issues: [ManifestIssue] = []
 
@@ -74,6 +77,7 @@ public struct ManifestSet: Sendable {
         namespaces += other.namespaces
         pods += other.pods
         policies += other.policies
+        nodes += other.nodes
         issues += other.issues
     }
 
@@ -83,7 +87,7 @@ public struct ManifestSet: Sendable {
     }
 }
 
-/// One decoded object, on its way into a `ManifestSet`.
+/// One decoded object, on its way into a `ManifestSet` or an `APIItem`.
 public enum ManifestObject: Sendable {
     /// A v1 Namespace.
     case namespace(Namespace)
@@ -91,16 +95,33 @@ public enum ManifestObject: Sendable {
     case pod(Pod)
     /// A NetworkPolicy as written, not validated yet.
     case networkPolicy(NetworkPolicy)
+    /// A v1 Node (from API responses only).
+    case node(Node)
 }
 
 extension ManifestSet {
-    /// Admits one decoded object: the single way a Namespace, Pod or NetworkPolicy enters a set,
-    /// whichever syntax (YAML or JSON) it was read from. Checks on decoded objects belong here,
-    /// so that every reader applies them: namespaces and pods are validated as the API server
-    /// validates them (`Validation.swift`), policies by `Policy(validating:)`; errors become
-    /// issues naming `source` and the object, and the object is kept (an invalid pod or
-    /// namespace is never a peer; an invalid policy fails closed).
+    /// Admits one decoded object: the single way a Namespace, Pod, NetworkPolicy or Node enters
+    /// a set, whichever syntax (YAML or JSON) it was read from. The checks are those of
+    /// `admission(of:source:)`; the object is kept whatever they find.
     public mutating func admit(_ object: ManifestObject, source: String) {
+        let (admitted, found) = ManifestSet.admission(of: object, source: source)
+        issues += found
+        switch admitted {
+        case .namespace(let namespace): namespaces.append(namespace)
+        case .pod(let pod): pods.append(pod)
+        case .networkPolicy(let policy): policies.append(policy)
+        case .node(let node): nodes.append(node)
+        }
+    }
+
+    /// Checks one decoded object, for `admit` and for API responses alike: checks on decoded
+    /// objects belong here, so that every reader applies them. Namespaces, pods and nodes are
+    /// validated as the API server validates them (`Validation.swift`), policies by
+    /// `Policy(validating:)`; errors become issues naming `source` and the object. Returns the
+    /// object as kept (an invalid pod or namespace is never a peer; an invalid policy fails
+    /// closed) and the issues.
+    public static func admission(of object: ManifestObject, source: String) -> (object: APIObject, issues: [ManifestIssue]) {
+        var issues: [ManifestIssue] = []
         switch object {
         case .namespace(let namespace):
             // An invalid namespace is kept (its name is still the namespace of its pods) and
@@ -109,7 +130,7 @@ extension ManifestSet {
                 issues.append(ManifestIssue(
                     severity: .error, source: source, object: "Namespace \(namespace.name)", field: error.field, message: error.reason))
             }
-            namespaces.append(namespace)
+            return (.namespace(namespace), issues)
         case .pod(let pod):
             // An invalid pod is kept for isolation and reported; the snapshot never lets it be a
             // peer.
@@ -117,7 +138,7 @@ extension ManifestSet {
                 issues.append(ManifestIssue(
                     severity: .error, source: source, object: "Pod \(pod.key)", field: error.field, message: error.reason))
             }
-            pods.append(pod)
+            return (.pod(pod), issues)
         case .networkPolicy(let written):
             let policy = Policy(validating: written)
             for error in policy.errors {
@@ -125,7 +146,14 @@ extension ManifestSet {
                     severity: .error, source: source, object: "NetworkPolicy \(policy.key)", field: error.field,
                     message: error.reason))
             }
-            policies.append(policy)
+            return (.networkPolicy(policy), issues)
+        case .node(let node):
+            // An invalid node is kept and reported: its valid pod CIDRs and addresses still count.
+            for error in Validation.errors(of: node) {
+                issues.append(ManifestIssue(
+                    severity: .error, source: source, object: "Node \(node.name)", field: error.field, message: error.reason))
+            }
+            return (.node(node), issues)
         }
     }
 }
@@ -218,7 +246,8 @@ public enum ManifestDecoder {
             case .networkPolicy:
                 if let note = apiVersionNote(apiVersion, source: source, object: object) { set.issues.append(note) }
                 set.admit(.networkPolicy(try YAMLDecoder().decode(NetworkPolicy.self, from: node)), source: source)
-            case .other:
+            case .node, .other:
+                // Nodes too: only API responses carry them (`APIDecoder`).
                 set.issues.append(skippedNote(source: source, object: object))
             }
         } catch let error as DecodingError {
@@ -231,7 +260,7 @@ public enum ManifestDecoder {
 
     /// The kinds Picket reads.
     enum Kind {
-        case namespace, pod, networkPolicy, other
+        case namespace, pod, networkPolicy, node, other
     }
 
     /// What a `kind` and `apiVersion` name.
@@ -239,6 +268,7 @@ public enum ManifestDecoder {
         switch (kind, group(of: apiVersion)) {
         case ("Namespace", ""): .namespace
         case ("Pod", ""): .pod
+        case ("Node", ""): .node
         case ("NetworkPolicy", "networking.k8s.io"), ("NetworkPolicy", "extensions"): .networkPolicy
         default: .other
         }
