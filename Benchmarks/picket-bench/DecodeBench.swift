@@ -5,8 +5,10 @@ import PolicyCompiler
 // The decode benchmark: how fast cluster-sized JSON becomes the model. Pods are written the way
 // `kubectl get pods -A -o json` prints them (~6 KB each: managedFields, env, volumes, probes,
 // resources, conditions, container statuses, annotations), of which Picket keeps a few percent.
-// Three readers on the same bytes: Picket's JSON path, Foundation's JSONDecoder into the model's
-// small Decodable structs, and Yams (JSON read as YAML, as before the JSON path; on a sample).
+// Three readers on the same bytes: Picket's JSON path (as files and as API list pages, the latter
+// also on the page the API server would send: kind first, items without kind), Foundation's
+// JSONDecoder into the model's small Decodable structs, and Yams (JSON read as YAML, as before the
+// JSON path; on a sample).
 // Then dry-run end to end: a 10k-pod / 2k-policy cluster exported as one JSON List file, read,
 // compiled for node-0 and rendered, next to compiling alone.
 
@@ -52,6 +54,18 @@ enum ClusterExport {
         return Array(out.utf8)
     }
 
+    /// The same pods as the API server writes a list page: `kind`, `apiVersion` and `metadata`
+    /// first, items without kind or apiVersion (Go's field order, not kubectl's sorted keys).
+    static func apiPodList(_ cluster: SyntheticCluster, count: Int) -> [UInt8] {
+        var out = #"{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"912345","continue":"eyJ2IjoibWV0YS5rOHMuaW8vdjEiLCJydiI6OTEyMzQ1fQ","remainingItemCount":250},"items":["#
+        for (i, pod) in cluster.pods.prefix(count).enumerated() {
+            if i > 0 { out += "," }
+            realShapedPod(pod, index: i, typeMeta: false, into: &out)
+        }
+        out += "]}"
+        return Array(out.utf8)
+    }
+
     /// A pod with only the fields Picket reads, ~0.4 KB.
     static func leanPod(_ pod: Pod, into out: inout String) {
         out += #"{"apiVersion":"v1","kind":"Pod","metadata":{"labels":\#(object(pod.labels)),"name":\#(quoted(pod.key.name)),"namespace":\#(quoted(pod.key.namespace))},"spec":{"containers":[{"name":"main","ports":["#
@@ -65,14 +79,15 @@ enum ClusterExport {
     }
 
     /// A pod as the API returns it, ~6 KB.
-    static func realShapedPod(_ pod: Pod, index: Int, into out: inout String) {
+    static func realShapedPod(_ pod: Pod, index: Int, typeMeta: Bool = true, into out: inout String) {
         let name = pod.key.name
         let ns = pod.key.namespace
         let app = pod.labels["app"] ?? "app"
         let ip = pod.ips.first?.description ?? ""
         let node = pod.nodeName ?? ""
         let uid = "6bf1ce6b-2f47-5e50-\(String(format: "%04x", index & 0xFFFF))-9860cd5be354"
-        out += #"{"apiVersion":"v1","kind":"Pod","metadata":{"annotations":{"kubectl.kubernetes.io/restartedAt":"2024-05-14T10:37:52Z","prometheus.io/scrape":"true","prometheus.io/port":"9090","checksum/config":"5f1b3c0e9a7d4e2b8c6f0a1d3e5b7c9f2a4d6e8b0c1f3a5d7e9b2c4f6a8d0e1"},"creationTimestamp":"2024-05-14T10:37:52Z","generateName":"\#(app)-7d9f8b6c5-","labels":"#
+        out += typeMeta ? #"{"apiVersion":"v1","kind":"Pod","metadata":{"annotations":"# : #"{"metadata":{"annotations":"#
+        out += #"{"kubectl.kubernetes.io/restartedAt":"2024-05-14T10:37:52Z","prometheus.io/scrape":"true","prometheus.io/port":"9090","checksum/config":"5f1b3c0e9a7d4e2b8c6f0a1d3e5b7c9f2a4d6e8b0c1f3a5d7e9b2c4f6a8d0e1"},"creationTimestamp":"2024-05-14T10:37:52Z","generateName":"\#(app)-7d9f8b6c5-","labels":"#
         out += object(pod.labels)
         out += #","managedFields":[{"apiVersion":"v1","fieldsType":"FieldsV1","fieldsV1":{"f:metadata":{"f:generateName":{},"f:labels":{".":{},"f:app":{},"f:pod-template-hash":{},"f:tier":{}},"f:ownerReferences":{".":{},"k:{\"uid\":\"0c1d2e3f-4a5b-6c7d-8e9f-0a1b2c3d4e5f\"}":{}}},"f:spec":{"f:containers":{"k:{\"name\":\"main\"}":{".":{},"f:args":{},"f:env":{".":{},"k:{\"name\":\"LOG_LEVEL\"}":{".":{},"f:name":{},"f:value":{}}},"f:image":{},"f:imagePullPolicy":{},"f:livenessProbe":{".":{},"f:httpGet":{".":{},"f:path":{},"f:port":{},"f:scheme":{}}},"f:name":{},"f:ports":{".":{},"k:{\"containerPort\":8080,\"protocol\":\"TCP\"}":{".":{},"f:containerPort":{},"f:name":{},"f:protocol":{}}},"f:resources":{".":{},"f:limits":{},"f:requests":{}}}},"f:dnsPolicy":{},"f:enableServiceLinks":{},"f:restartPolicy":{},"f:schedulerName":{},"f:securityContext":{},"f:terminationGracePeriodSeconds":{}}},"manager":"kube-controller-manager","operation":"Update","time":"2024-05-14T10:37:52Z"},{"apiVersion":"v1","fieldsType":"FieldsV1","fieldsV1":{"f:status":{"f:conditions":{"k:{\"type\":\"ContainersReady\"}":{".":{},"f:lastProbeTime":{},"f:lastTransitionTime":{},"f:status":{},"f:type":{}},"k:{\"type\":\"Initialized\"}":{".":{},"f:lastProbeTime":{},"f:lastTransitionTime":{},"f:status":{},"f:type":{}},"k:{\"type\":\"Ready\"}":{".":{},"f:lastProbeTime":{},"f:lastTransitionTime":{},"f:status":{},"f:type":{}}},"f:containerStatuses":{},"f:hostIP":{},"f:hostIPs":{},"f:phase":{},"f:podIP":{},"f:podIPs":{".":{},"k:{\"ip\":\"\#(ip)\"}":{".":{},"f:ip":{}}},"f:startTime":{}}},"manager":"kubelet","operation":"Update","subresource":"status","time":"2024-05-14T10:38:01Z"}],"name":\#(quoted(name)),"namespace":\#(quoted(ns)),"ownerReferences":[{"apiVersion":"apps/v1","blockOwnerDeletion":true,"controller":true,"kind":"ReplicaSet","name":"\#(app)-7d9f8b6c5","uid":"0c1d2e3f-4a5b-6c7d-8e9f-0a1b2c3d4e5f"}],"resourceVersion":"\#(45_000 + index)","uid":"\#(uid)"},"spec":{"containers":[{"args":["--config=/etc/\#(app)/config.yaml","--listen=:8080","--metrics=:9090"],"env":["#
         for e in 0..<10 {
@@ -210,6 +225,13 @@ struct DecodeBench {
         ok = row("Picket JSON path", bytes: podList.count, runs: runs) {
             podList.withUnsafeBytes { ManifestDecoder.decode(bytes: $0, source: "pods.json") }.pods.count
         } && ok
+        ok = row("APIDecoder.decodeList, same bytes (kubectl order)", bytes: podList.count, runs: runs) {
+            decodeList(podList)
+        } && ok
+        let apiPage = ClusterExport.apiPodList(cluster, count: pods)
+        ok = row("APIDecoder.decodeList, API server order (\(Format.bytes(apiPage.count)))", bytes: apiPage.count, runs: runs) {
+            decodeList(apiPage)
+        } && ok
         ok = row("JSONDecoder into small structs", bytes: podList.count, runs: max(1, runs / 2)) {
             do {
                 return try JSONDecoder().decode(DecodablePodList.self, from: Data(podList)).items.count
@@ -228,6 +250,21 @@ struct DecodeBench {
         print("|---|---:|---:|---:|---:|---:|")
         ok = endToEnd(cluster, realShaped: false) && ok
         return endToEnd(cluster, realShaped: true) && ok
+    }
+
+    /// A list page through the API path; returns the pod count, -1 when it fails or leaves items out.
+    private func decodeList(_ page: [UInt8]) -> Int {
+        do {
+            let decoded = try page.withUnsafeBytes { bytes throws(APIDecodeError) in try APIDecoder.decodeList(bytes, source: "pods") }
+            guard decoded.issues.isEmpty else {
+                printErr("picket-bench: APIDecoder.decodeList: \(decoded.issues.first!)")
+                return -1
+            }
+            return decoded.items.count
+        } catch {
+            printErr("picket-bench: APIDecoder.decodeList: \(error)")
+            return -1
+        }
     }
 
     /// One table row: median time of `runs` runs of `body` (which returns the pod count).
