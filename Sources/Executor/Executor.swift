@@ -37,7 +37,9 @@ public final class Executor {
     /// against the last applied state, and a ruleset equal to it touches nothing, not even a read.
     /// With `verify` (the first apply, periodic resyncs, one-shot commands) the kernel is read
     /// back and whatever drifted is repaired too.
-    /// On failure the node keeps enforcing the previous rules (see `execute`).
+    /// A thrown error means the kernel refused: the node keeps enforcing the previous rules (see
+    /// `execute`). Once the rules are committed `apply` returns, and a failure to mark conntrack
+    /// entries afterwards is told in the report (`conntrackFailure`), not thrown.
     @discardableResult
     public func apply(_ ruleset: Ruleset, verify: Bool = false) throws(ApplyError) -> ApplyReport {
         // Without `verify` the last applied state stands for the kernel: a change is planned
@@ -77,7 +79,11 @@ public final class Executor {
         lastRuleset = renumbered
         lastInput = ruleset
         if !plan.revoke.isEmpty {
-            report.conntrackMarked = try kernel.recheckConntrack(plan.revoke, mark: ruleset.recheckMark)
+            do {
+                report.conntrackMarked = try kernel.recheckConntrack(plan.revoke, mark: ruleset.recheckMark)
+            } catch {
+                report.conntrackFailure = error
+            }
         }
         return report
     }

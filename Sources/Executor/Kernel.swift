@@ -67,9 +67,14 @@ public struct ApplyError: Error, Hashable, Sendable, CustomStringConvertible {
 public struct SystemKernel: KernelAccess {
     /// Where the iptables tools live.
     public var toolDirectory: String
+    /// How long one iptables tool may run before it is killed and its step fails: a hung
+    /// iptables-restore is a failed sync, never a hung daemon. The tools themselves wait at
+    /// most 5 s for the xtables lock (`--wait 5`, as kube-proxy passes).
+    public var toolTimeout: Double
 
     /// Uses the tools in `toolDirectory` (default: the first of /usr/sbin, /sbin that has them).
-    public init(toolDirectory: String? = nil) {
+    public init(toolDirectory: String? = nil, toolTimeout: Double = 30) {
+        self.toolTimeout = toolTimeout
         self.toolDirectory = toolDirectory
             ?? ["/usr/sbin", "/sbin", "/usr/bin"].first { FileManager.default.isExecutableFile(atPath: "\($0)/iptables-restore") }
             ?? "/usr/sbin"
@@ -97,6 +102,7 @@ public struct SystemKernel: KernelAccess {
         var text = ""
         for table in TableName.allCases {
             let result = run(tool, ["-t", table.rawValue], stdin: nil)
+            if result.timedOut { throw timedOut("\(tool) -t \(table.rawValue)") }
             guard result.status == 0 else {
                 throw ApplyError(step: "\(tool) -t \(table.rawValue)", message: result.stderr.isEmpty ? "exit status \(result.status)" : result.stderr)
             }
@@ -107,7 +113,10 @@ public struct SystemKernel: KernelAccess {
 
     public func restoreTable(_ family: IPAddress.Family, _ text: String) throws(ApplyError) {
         let tool = family == .v4 ? "iptables-restore" : "ip6tables-restore"
-        let result = run(tool, ["--noflush", "--wait"], stdin: text)
+        let result = run(tool, ["--noflush", "--wait", "5"], stdin: text)
+        // A restore commits a table whole or not at all; killed, it may have done either, and the
+        // next apply reads back what the kernel holds.
+        if result.timedOut { throw timedOut(tool) }
         guard result.status == 0 else {
             let message = result.stderr.trimmingCharacters(in: .whitespacesAndNewlines)
             // Show the failing line and its neighbours. The tools name it as "line 7 failed"
@@ -132,6 +141,10 @@ public struct SystemKernel: KernelAccess {
     }
 
     private func run(_ tool: String, _ arguments: [String], stdin: String?) -> ToolResult {
-        runTool("\(toolDirectory)/\(tool)", arguments, stdin: stdin)
+        runTool("\(toolDirectory)/\(tool)", arguments, stdin: stdin, timeout: toolTimeout)
+    }
+
+    private func timedOut(_ step: String) -> ApplyError {
+        ApplyError(step: step, message: "still running after \(Int(toolTimeout)) s: killed (is the xtables lock held, or the kernel stuck?)")
     }
 }

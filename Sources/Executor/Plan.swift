@@ -293,6 +293,10 @@ public struct ApplyReport: Hashable, Sendable, CustomStringConvertible {
     public var hooksRemoved: [String] = []
     /// Conntrack entries marked so that their flows meet the new rules at their next packet.
     public var conntrackMarked = 0
+    /// Set when the rules were committed but marking conntrack entries failed: the new rules are
+    /// in force for new flows, while established flows that lost access go on until they end
+    /// (or until the next apply marks them).
+    public var conntrackFailure: ApplyError?
 
     /// Creates an empty report.
     public init() {}

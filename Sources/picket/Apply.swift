@@ -25,7 +25,8 @@ struct Apply: ParsableCommand {
             written and deleted) or `no change`. Needs root (CAP_NET_ADMIN).
 
             Exit status: 0 applied; 1 the kernel refused (the previous rules stay in force; the \
-            error names the step and the failing line); 2 an input was invalid (the valid part is \
+            error names the step and the failing line), or the rules were committed but marking \
+            conntrack entries failed (said as such); 2 an input was invalid (the valid part is \
             still applied, invalid policies fail closed, as with dry-run).
             """)
 
@@ -43,6 +44,7 @@ struct Apply: ParsableCommand {
 
     func validate() throws {
         if node.isEmpty { throw ValidationError("--node must not be empty") }
+        if manifests.paths.isEmpty { throw ValidationError("give at least one --from PATH") }
     }
 
     func run() throws {
@@ -55,7 +57,11 @@ struct Apply: ParsableCommand {
         do {
             let changes = try executor.apply(ruleset, verify: true)
             print(changes.description)
-        } catch {
+            if let failure = changes.conntrackFailure {
+                printError("picket: error: the rules are committed and in force, but marking the conntrack entries of flows that lost access failed (they go on until they end): \(failure)")
+                throw ExitCode(1)
+            }
+        } catch let error as ApplyError {
             printError("picket: error: apply failed, the previous rules stay in force: \(error)")
             throw ExitCode(1)
         }

@@ -70,6 +70,30 @@ struct ApplyTests {
         }
     }
 
+    @Test("conntrack marking fails after the rules are committed: apply returns with the failure told, not thrown, and memory stands for the kernel")
+    func conntrackFailureAfterCommit() throws {
+        try withScratchNamespace { namespace in
+            let before = Shop().ruleset
+            let after = Shop.with { $0.pod("client") { $0.ips = [IPAddress("10.244.2.6")!] } }.ruleset
+            let (executor, log) = countingExecutor()
+            try namespace.inside { try executor.apply(before) }
+            log.fault = { call in
+                if case .recheckConntrack = call { return ApplyError(step: "conntrack mark", message: "netlink: Operation not permitted") }
+                return nil
+            }
+            let report = try namespace.inside { try executor.apply(after) }
+            #expect(report.conntrackFailure?.description == "conntrack mark: netlink: Operation not permitted")
+            #expect(report.conntrackMarked == 0)
+            #expect(!report.isEmpty, "the rules changed: \(report)")
+            try expectKernelHolds(after, in: namespace)
+            // The committed state is the executor's memory: the same ruleset again changes nothing.
+            log.fault = nil
+            log.reset()
+            #expect(try namespace.inside { try executor.apply(after) }.isEmpty)
+            #expect(log.calls.isEmpty, "\(log.calls)")
+        }
+    }
+
     @Test("a local selected pod changes its address: one dispatch-set member leaves before, one joins after, no iptables-restore")
     func localPodMoves() throws {
         try withScratchNamespace { namespace in
