@@ -114,15 +114,20 @@ public struct ClusterConnection: Sendable, Equatable {
     public var credentials: CredentialConfig
     /// Where this came from, for messages: `kubeconfig FILE, context NAME` or `in-cluster`.
     public var origin: String
+    /// The context's namespace, or the service account's (in-cluster); nil when neither says.
+    public var namespace: String?
 
     /// Creates a connection.
-    public init(server: String, tls: TLSConfig = TLSConfig(), credentials: CredentialConfig = .none, origin: String) {
+    public init(
+        server: String, tls: TLSConfig = TLSConfig(), credentials: CredentialConfig = .none, origin: String, namespace: String? = nil
+    ) {
         var server = server
         while server.hasSuffix("/") { server.removeLast() }
         self.server = server
         self.tls = tls
         self.credentials = credentials
         self.origin = origin
+        self.namespace = namespace
     }
 }
 
