@@ -105,7 +105,7 @@ public enum ConnectionResolver {
             throw KubeConfigError(code: .noConfiguration, source: "kubeconfig", reason: "no file given, KUBECONFIG is not set and HOME is not set")
         }
         let file = (home.hasSuffix("/") ? home : home + "/") + ".kube/config"
-        guard let config = try KubeConfigFile.load(file, missingIsNil: true) else {
+        guard let config = try KubeConfigFile.loadIfPresent(file) else {
             throw KubeConfigError(code: .noConfiguration, source: "kubeconfig \(file)", reason: "does not exist")
         }
         return MergedKubeConfig([config], source: "kubeconfig \(file)")
@@ -113,10 +113,7 @@ public enum ConnectionResolver {
 
     /// One named file, which must exist.
     private static func single(_ path: String) throws(KubeConfigError) -> MergedKubeConfig {
-        guard let file = try KubeConfigFile.load(path, missingIsNil: false) else {
-            throw KubeConfigError(code: .unreadable, source: "kubeconfig \(path)", reason: "cannot read")
-        }
-        return MergedKubeConfig([file], source: "kubeconfig \(path)")
+        MergedKubeConfig([try KubeConfigFile.load(path)], source: "kubeconfig \(path)")
     }
 
     /// A `KUBECONFIG` list: empty entries and repeats dropped, missing files skipped.
@@ -127,7 +124,7 @@ public enum ConnectionResolver {
         }
         var files: [KubeConfigFile] = []
         for path in paths {
-            if let file = try KubeConfigFile.load(path, missingIsNil: true) { files.append(file) }
+            if let file = try KubeConfigFile.loadIfPresent(path) { files.append(file) }
         }
         guard !files.isEmpty else {
             throw KubeConfigError(code: .noConfiguration, source: "KUBECONFIG \(list)", reason: "none of these files exists")

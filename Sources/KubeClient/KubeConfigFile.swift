@@ -31,16 +31,28 @@ struct KubeConfigFile {
     /// `contexts`, in file order.
     var contexts: [NamedEntry] = []
 
-    /// Reads and parses the file at `path`; nil when it does not exist and `missingIsNil`.
-    static func load(_ path: String, missingIsNil: Bool) throws(KubeConfigError) -> KubeConfigFile? {
+    /// Reads and parses the file at `path`, which must exist.
+    static func load(_ path: String) throws(KubeConfigError) -> KubeConfigFile {
+        let text: String
+        do { text = try FileReader.text(path) } catch { throw unreadable(path, error) }
+        return try parse(text, path: path)
+    }
+
+    /// Reads and parses the file at `path`; nil when it does not exist.
+    static func loadIfPresent(_ path: String) throws(KubeConfigError) -> KubeConfigFile? {
         let text: String
         do {
             text = try FileReader.text(path)
         } catch {
-            if error.isMissing && missingIsNil { return nil }
-            throw KubeConfigError(code: .unreadable, source: "kubeconfig \(path)", reason: "cannot read: \(error.reason)")
+            if error.isMissing { return nil }
+            throw unreadable(path, error)
         }
         return try parse(text, path: path)
+    }
+
+    /// The error for a file that cannot be read.
+    private static func unreadable(_ path: String, _ error: FileReadError) -> KubeConfigError {
+        KubeConfigError(code: .unreadable, source: "kubeconfig \(path)", reason: "cannot read: \(error.reason)")
     }
 
     /// Parses kubeconfig text read from `path`. An empty document is an empty configuration.
