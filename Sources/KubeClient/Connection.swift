@@ -49,8 +49,11 @@ public struct TLSConfig: Sendable, Equatable {
 public struct ExecConfig: Sendable, Equatable {
     /// One variable of the plugin's environment.
     public struct EnvVar: Sendable, Equatable {
+        /// The variable's name.
         public var name: String
+        /// Its value.
         public var value: String
+        /// Creates a variable.
         public init(name: String, value: String) {
             self.name = name
             self.value = value
