@@ -2,6 +2,7 @@
 // the test, and a clock the test moves.
 
 import Foundation
+import Glibc
 import Synchronization
 
 /// A directory of its own under the system's temporary directory, removed by `remove()`.
@@ -19,14 +20,26 @@ struct ScratchDirectory {
     /// The absolute path of `name` in the directory.
     func file(_ name: String) -> String { "\(path)/\(name)" }
 
-    /// Writes `text` to `name` (creating directories on the way) and returns its path.
+    /// Writes `text` to `name` (creating directories on the way) and returns its path. The file
+    /// is opened close-on-exec: a tool spawned meanwhile by a test running in parallel must not
+    /// inherit it, or running this file, if it is a plugin script, fails with "Text file busy".
     @discardableResult
     func write(_ name: String, _ text: String, executable: Bool = false) throws -> String {
         let target = file(name)
         let directory = (target as NSString).deletingLastPathComponent
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        try Data(text.utf8).write(to: URL(fileURLWithPath: target))
-        if executable { try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: target) }
+        let mode: mode_t = executable ? 0o755 : 0o644
+        let fd = open(target, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
+        guard fd >= 0 else { throw WriteFailure(path: target, reason: String(cString: strerror(errno))) }
+        defer { close(fd) }
+        let bytes = Array(text.utf8)
+        var written = 0
+        while written < bytes.count {
+            let count = bytes[written...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+            guard count > 0 else { throw WriteFailure(path: target, reason: String(cString: strerror(errno))) }
+            written += count
+        }
+        guard fchmod(fd, mode) == 0 else { throw WriteFailure(path: target, reason: String(cString: strerror(errno))) }
         return target
     }
 
@@ -44,6 +57,13 @@ struct ScratchDirectory {
             print("could not remove \(path): \(error)")
         }
     }
+}
+
+/// A scratch file that could not be written.
+struct WriteFailure: Error, CustomStringConvertible {
+    var path: String
+    var reason: String
+    var description: String { "cannot write \(path): \(reason)" }
 }
 
 /// Runs `body` with a fresh scratch directory and removes it afterwards, whatever happens.
