@@ -49,8 +49,11 @@ public struct TLSConfig: Sendable, Equatable {
 public struct ExecConfig: Sendable, Equatable {
     /// One variable of the plugin's environment.
     public struct EnvVar: Sendable, Equatable {
+        /// The variable's name.
         public var name: String
+        /// Its value.
         public var value: String
+        /// Creates a variable.
         public init(name: String, value: String) {
             self.name = name
             self.value = value
@@ -114,15 +117,20 @@ public struct ClusterConnection: Sendable, Equatable {
     public var credentials: CredentialConfig
     /// Where this came from, for messages: `kubeconfig FILE, context NAME` or `in-cluster`.
     public var origin: String
+    /// The context's namespace, or the service account's (in-cluster); nil when neither says.
+    public var namespace: String?
 
     /// Creates a connection.
-    public init(server: String, tls: TLSConfig = TLSConfig(), credentials: CredentialConfig = .none, origin: String) {
+    public init(
+        server: String, tls: TLSConfig = TLSConfig(), credentials: CredentialConfig = .none, origin: String, namespace: String? = nil
+    ) {
         var server = server
         while server.hasSuffix("/") { server.removeLast() }
         self.server = server
         self.tls = tls
         self.credentials = credentials
         self.origin = origin
+        self.namespace = namespace
     }
 }
 
