@@ -151,9 +151,111 @@ public func runTool(
 
     var status: Int32 = 0
     while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-    // WIFEXITED / WEXITSTATUS / WTERMSIG, written out: the C macros are not imported.
-    let exitStatus: Int32 = (status & 0x7F) == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
+    let exitStatus = decodeWaitStatus(status)
     return ToolResult(
         status: exitStatus, stdout: String(decoding: collected[0], as: UTF8.self), stderr: String(decoding: collected[1], as: UTF8.self),
         timedOut: timedOut)
+}
+
+/// A long-running program this process started (a test server, a daemon under test), its
+/// output appended to a log file, ended by its PID only.
+public final class BackgroundTool: @unchecked Sendable {
+    /// Its PID.
+    public let pid: pid_t
+    /// Where its stdout and stderr go.
+    public let logPath: String
+    // Guarded by `lock`: whether it has been waited for, and how it ended.
+    private let lock = Mutex<Int32?>(nil)
+
+    /// Starts `path` with `arguments`, stdin from /dev/null, stdout and stderr appended to
+    /// `logPath`; `environment` as for `runTool`. Throws the reason when it cannot start.
+    public init(_ path: String, _ arguments: [String], logPath: String, environment: [String: String]? = nil) throws(BackgroundToolError) {
+        self.logPath = logPath
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, logPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var noSignals = sigset_t()
+        sigemptyset(&noSignals)
+        posix_spawnattr_setsigmask(&attributes, &noSignals)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        sigaddset(&defaults, SIGPIPE)
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        let argv: [UnsafeMutablePointer<CChar>?] = ([path] + arguments).map { strdup($0) } + [nil]
+        defer { for arg in argv { free(arg) } }
+        let envp: [UnsafeMutablePointer<CChar>?]? = environment.map { $0.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") } + [nil] }
+        defer { for entry in envp ?? [] { free(entry) } }
+        var child: pid_t = 0
+        let spawned: Int32 = spawnLock.withLock { _ in
+            if let envp {
+                return envp.withUnsafeBufferPointer { env in
+                    path.contains("/")
+                        ? posix_spawn(&child, path, &actions, &attributes, argv, UnsafeMutablePointer(mutating: env.baseAddress))
+                        : posix_spawnp(&child, path, &actions, &attributes, argv, UnsafeMutablePointer(mutating: env.baseAddress))
+                }
+            }
+            return path.contains("/")
+                ? posix_spawn(&child, path, &actions, &attributes, argv, environ)
+                : posix_spawnp(&child, path, &actions, &attributes, argv, environ)
+        }
+        guard spawned == 0 else { throw BackgroundToolError(description: "cannot run \(path): \(String(cString: strerror(spawned)))") }
+        pid = child
+    }
+
+    /// The exit status once it has ended (128 + signal when killed), nil while it runs.
+    public var exitStatus: Int32? {
+        lock.withLock { ended in
+            if let ended { return ended }
+            var status: Int32 = 0
+            guard waitpid(pid, &status, WNOHANG) == pid else { return nil }
+            ended = decodeWaitStatus(status)
+            return ended
+        }
+    }
+
+    /// Sends `signal` to it, if it still runs.
+    public func signal(_ signal: Int32) {
+        if exitStatus == nil { kill(pid, signal) }
+    }
+
+    /// Waits up to `timeout` for it to end; its exit status, or nil if it still runs.
+    @discardableResult
+    public func wait(timeout: Duration) -> Int32? {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if let status = exitStatus { return status }
+            usleep(5_000)
+        }
+        return exitStatus
+    }
+
+    /// Ends it: SIGTERM, then SIGKILL if it still runs after `grace`. Idempotent.
+    public func stop(grace: Duration = .seconds(2)) {
+        guard exitStatus == nil else { return }
+        kill(pid, SIGTERM)
+        if wait(timeout: grace) == nil {
+            kill(pid, SIGKILL)
+            wait(timeout: .seconds(5))
+        }
+    }
+
+    deinit { stop() }
+}
+
+/// A background tool that could not start.
+public struct BackgroundToolError: Error, CustomStringConvertible {
+    /// Why.
+    public var description: String
+}
+
+/// WIFEXITED / WEXITSTATUS / WTERMSIG, written out: the C macros are not imported.
+func decodeWaitStatus(_ status: Int32) -> Int32 {
+    (status & 0x7F) == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
 }
