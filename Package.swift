@@ -17,6 +17,10 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
     ],
     targets: [
         // Cluster model: Codable values for the fields Picket reads, manifest decoding,
@@ -82,6 +86,23 @@ let package = Package(
             dependencies: ["KubeModel", "CCurl", "ToolRunner", .product(name: "Yams", package: "Yams")],
             swiftSettings: swiftSettings
         ),
+        // Informer events keyed by object -> ClusterSnapshot values.
+        .target(
+            name: "ClusterStore",
+            dependencies: ["KubeModel", "KubeClient"],
+            swiftSettings: swiftSettings
+        ),
+        // The daemon: informers, the coalescing sync loop owning the executor, health and the
+        // status server. Logging and metrics through their APIs only: `picket` picks backends.
+        .target(
+            name: "Daemon",
+            dependencies: [
+                "KubeModel", "KubeClient", "ClusterStore", "PolicyCompiler", "Executor",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // The only module that changes the kernel: diffs a Ruleset against what the node holds
         // and applies the difference (libipset in-process, iptables-restore --noflush).
         .target(
@@ -98,14 +119,19 @@ let package = Package(
                 "PolicyEvaluator",
                 "Executor",
                 "KubeClient",
+                "Daemon",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),
         // Synthetic-cluster benchmark for `make bench` (release build).
         .executableTarget(
             name: "picket-bench",
-            dependencies: ["KubeModel", "PolicyCompiler", "Executor", "IPSetKit"],
+            dependencies: ["KubeModel", "PolicyCompiler", "Executor", "IPSetKit", "KubeClient", "KubeTestSupport"],
             path: "Benchmarks/picket-bench",
             swiftSettings: swiftSettings
         ),
@@ -137,10 +163,22 @@ let package = Package(
             dependencies: ["Executor", "KubeModel", "PolicyCompiler", "IPSetKit"],
             swiftSettings: swiftSettings
         ),
-        // The API client against the test API server (Tests/APIServer) over HTTPS on 127.0.0.1.
+        // The test API server (Tests/APIServer) from Swift, for the API client and daemon tests.
+        .target(
+            name: "KubeTestSupport",
+            dependencies: ["KubeClient", "ToolRunner"],
+            path: "Tests/KubeTestSupport",
+            swiftSettings: swiftSettings
+        ),
+        // The API client against the test API server over HTTPS on 127.0.0.1.
         .testTarget(
             name: "KubeClientTests",
-            dependencies: ["KubeClient", "KubeModel", "ToolRunner"],
+            dependencies: ["KubeClient", "KubeModel", "ToolRunner", "KubeTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ClusterStoreTests",
+            dependencies: ["ClusterStore", "KubeClient", "KubeModel"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,0 +1,155 @@
+// ClusterStore: what the informers have seen, keyed by object, turned into snapshots.
+//
+// Design note: informer events (on the informers' threads) update one store under a lock, keyed
+// by object as kube-proxy's change trackers are. Only changes of what Picket reads count: a pod
+// status update that leaves the projected pod equal (conditions, container statuses: most of a
+// busy cluster's events) does not move the store's version, so it costs no sync. Each counted
+// change remembers when it arrived, so that the sync that enforces it can tell how long it took
+// (event to enforcement). `snapshot()` hands out a `ClusterSnapshot` value of one version.
+
+import Foundation
+import KubeClient
+import KubeModel
+import Synchronization
+
+/// The kinds the store follows, for its sync state.
+public enum StoreKind: String, Sendable, CaseIterable, Hashable {
+    case namespaces, pods, networkPolicies, node
+}
+
+/// One version of the store: a snapshot, the node's own object, and what arrived since the
+/// previous one.
+public struct StoreSnapshot: Sendable {
+    /// The cluster, as the compiler reads it.
+    public var cluster: ClusterSnapshot
+    /// This node's Node object, when seen.
+    public var node: Node?
+    /// The store's version (it moves with every counted change).
+    public var version: UInt64
+    /// When the changes since the previous snapshot arrived (oldest first, at most 100,000).
+    public var arrivals: [ContinuousClock.Instant]
+    /// The problems of the objects held (invalid policies, pods, namespaces), by object.
+    public var issues: [ManifestIssue]
+}
+
+/// The objects the informers have seen, keyed by object. Thread-safe.
+public final class ClusterStore: Sendable {
+    fileprivate struct State {
+        var namespaces: [String: APIItem] = [:]
+        var pods: [ObjectKey: APIItem] = [:]
+        var policies: [ObjectKey: APIItem] = [:]
+        var node: APIItem?
+        var version: UInt64 = 0
+        var arrivals: [ContinuousClock.Instant] = []
+        var synced: Set<StoreKind> = []
+    }
+
+    private let state = Mutex<State>(State())
+    /// The node whose Node object is kept.
+    public let nodeName: String
+
+    /// An empty store for `nodeName`.
+    public init(nodeName: String) {
+        self.nodeName = nodeName
+    }
+
+    /// The store's version.
+    public var version: UInt64 { state.withLock { $0.version } }
+
+    /// The kinds whose informer has completed a list.
+    public var synced: Set<StoreKind> { state.withLock { $0.synced } }
+
+    /// How many objects of each kind it holds.
+    public var counts: [StoreKind: Int] {
+        state.withLock { s in
+            [.namespaces: s.namespaces.count, .pods: s.pods.count, .networkPolicies: s.policies.count, .node: s.node == nil ? 0 : 1]
+        }
+    }
+
+    /// Takes one informer event of `kind`; true when it changed what the compiler reads (the
+    /// version moved), false for events that leave the projection equal, syncs and failures.
+    @discardableResult
+    public func handle(_ event: InformerEvent, of kind: StoreKind, at instant: ContinuousClock.Instant = .now) -> Bool {
+        state.withLock { s in
+            switch event {
+            case .added(let item), .updated(_, let item):
+                return s.put(item, kind: kind, at: instant, nodeName: nodeName)
+            case .deleted(let item):
+                return s.remove(item, kind: kind, at: instant)
+            case .synced:
+                s.synced.insert(kind)
+                return false
+            case .relisting, .watchRestarted, .failed:
+                return false
+            }
+        }
+    }
+
+    /// The current version as a snapshot; the arrivals it reports are not reported again.
+    public func snapshot() -> StoreSnapshot {
+        let (namespaces, pods, policies, node, version, arrivals, issues) = state.withLock { s in
+            let arrivals = s.arrivals
+            s.arrivals.removeAll(keepingCapacity: true)
+            var issues: [ManifestIssue] = []
+            for item in s.namespaces.values where !item.issues.isEmpty { issues += item.issues }
+            for item in s.pods.values where !item.issues.isEmpty { issues += item.issues }
+            for item in s.policies.values where !item.issues.isEmpty { issues += item.issues }
+            return (
+                s.namespaces.values.compactMap(\.namespace), s.pods.values.compactMap(\.pod), s.policies.values.compactMap(\.policy),
+                s.node.flatMap(\.node), s.version, arrivals, issues
+            )
+        }
+        // Built outside the lock: informers keep delivering meanwhile.
+        return StoreSnapshot(
+            cluster: ClusterSnapshot(namespaces: namespaces, pods: pods, policies: policies), node: node, version: version,
+            arrivals: arrivals, issues: issues.sorted { ($0.object ?? "", $0.field ?? "") < ($1.object ?? "", $1.field ?? "") })
+    }
+}
+
+extension ClusterStore.State {
+    /// Holds `item`; whether the projection changed.
+    mutating func put(_ item: APIItem, kind: StoreKind, at instant: ContinuousClock.Instant, nodeName: String) -> Bool {
+        let changed: Bool
+        switch item.object {
+        case .namespace(let namespace):
+            changed = namespaces.updateValue(item, forKey: namespace.name)?.object != item.object
+        case .pod(let pod):
+            changed = pods.updateValue(item, forKey: pod.key)?.object != item.object
+        case .networkPolicy(let policy):
+            changed = policies.updateValue(item, forKey: policy.key)?.object != item.object
+        case .node(let node):
+            guard node.name == nodeName else { return false }
+            changed = self.node?.object != item.object
+            self.node = item
+        }
+        if changed { counted(at: instant) }
+        return changed
+    }
+
+    /// Forgets `item`; whether it was held.
+    mutating func remove(_ item: APIItem, kind: StoreKind, at instant: ContinuousClock.Instant) -> Bool {
+        let removed: Bool
+        switch item.object {
+        case .namespace(let namespace): removed = namespaces.removeValue(forKey: namespace.name) != nil
+        case .pod(let pod): removed = pods.removeValue(forKey: pod.key) != nil
+        case .networkPolicy(let policy): removed = policies.removeValue(forKey: policy.key) != nil
+        case .node(let node):
+            removed = self.node?.object.name == node.name
+            if removed { self.node = nil }
+        }
+        if removed { counted(at: instant) }
+        return removed
+    }
+
+    private mutating func counted(at instant: ContinuousClock.Instant) {
+        version &+= 1
+        if arrivals.count < 100_000 { arrivals.append(instant) }
+    }
+}
+
+extension APIItem {
+    var namespace: Namespace? { if case .namespace(let value) = object { value } else { nil } }
+    var pod: Pod? { if case .pod(let value) = object { value } else { nil } }
+    var policy: Policy? { if case .networkPolicy(let value) = object { value } else { nil } }
+    var node: Node? { if case .node(let value) = object { value } else { nil } }
+}
