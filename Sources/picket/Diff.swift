@@ -17,6 +17,12 @@ struct Diff: ParsableCommand {
             labels), so a new pod that a widened policy admits shows as "now allowed". Flows are probed on every container port and every port a policy names, on ICMP, \
             and on one port nothing names ("any other port").
 
+            With --kubeconfig (and --context), the state before is the live cluster (one list of \
+            Namespaces, Pods and NetworkPolicies) and the state after is that cluster with the \
+            objects of --after laid over it: an object of the same kind, namespace and name is \
+            replaced, others are added. This is the CI question "what does this change do to the \
+            cluster".
+
             Without --node every node named by a pod's spec.nodeName in either state is covered.
 
             Exit status, like diff(1): 0 when nothing changes, 1 when something does, 2 when an \
@@ -30,11 +36,15 @@ struct Diff: ParsableCommand {
     @Option(help: ArgumentHelp("Only this node's rules (default: every node with pods).", valueName: "node"))
     var node: String?
 
-    @Option(name: .customLong("before"), help: ArgumentHelp("Manifests of the state before the change (file or directory). Repeatable.", valueName: "path"))
+    @Option(name: .customLong("before"), help: ArgumentHelp("Manifests of the state before the change (file or directory). Repeatable; not with --kubeconfig.", valueName: "path"))
     var before: [String] = []
 
-    @Option(name: .customLong("after"), help: ArgumentHelp("Manifests of the state after the change (file or directory). Repeatable.", valueName: "path"))
+    @Option(name: .customLong("after"), help: ArgumentHelp(
+        "Manifests of the state after the change (file or directory). Repeatable. With --kubeconfig: the objects laid over the live cluster.",
+        valueName: "path"))
     var after: [String] = []
+
+    @OptionGroup var cluster: ClusterOptions
 
     @Option(help: "Output format: text or json.")
     var format: Format = .text
@@ -42,13 +52,25 @@ struct Diff: ParsableCommand {
     @OptionGroup var marks: MarkOptions
 
     func validate() throws {
-        if before.isEmpty || after.isEmpty { throw ValidationError("give at least one --before PATH and one --after PATH") }
+        if cluster.isLive {
+            if !before.isEmpty { throw ValidationError("with --kubeconfig the live cluster is the state before: give --after PATH only") }
+            if after.isEmpty { throw ValidationError("give at least one --after PATH to lay over the live cluster") }
+        } else if before.isEmpty || after.isEmpty {
+            throw ValidationError("give at least one --before PATH and one --after PATH, or --kubeconfig FILE and --after PATH")
+        }
     }
 
     func run() throws {
         if let node { try checkNodeName(node) }
-        let old = ManifestLoader.load(before)
-        let new = ManifestLoader.load(after)
+        let old: ManifestSet
+        let new: ManifestSet
+        if cluster.isLive {
+            old = try cluster.load()
+            new = old.overlaid(with: ManifestLoader.load(after))
+        } else {
+            old = ManifestLoader.load(before)
+            new = ManifestLoader.load(after)
+        }
         if report(old.issues + new.issues) { throw ExitCode(2) }
         let oldSnapshot = old.snapshot
         let newSnapshot = new.snapshot

@@ -9,7 +9,8 @@ struct DryRun: ParsableCommand {
         commandName: "dry-run",
         abstract: "Print the ipsets and iptables rules a node would enforce.",
         discussion: """
-            Reads Namespaces, Pods and NetworkPolicies from manifests and compiles what the node \
+            Reads Namespaces, Pods and NetworkPolicies from manifests (--from) or from a live \
+            cluster's API server (--kubeconfig, --context: one paginated list of each) and compiles what the node \
             NODE must enforce for its pods (spec.nodeName == NODE). The output is complete: applied \
             with `ipset restore` and then `iptables-restore --noflush` (and `ip6tables-restore \
             --noflush` when any pod has an IPv6 address) in a network namespace without Picket's \
@@ -21,14 +22,15 @@ struct DryRun: ParsableCommand {
             Exit status: 0 when every input was valid; 2 when a file did not parse, an object did not \
             decode, an object or --node had a field the API server would reject (names, labels, \
             selectors, ports, addresses). Each problem is one line on stderr naming the \
-            file, the object and the field. The rules are still produced: an invalid policy keeps \
+            file (or the API server), the object and the field; a cluster that cannot be read (the \
+            server, the reason) is exit 2 too. The rules are still produced: an invalid policy keeps \
             isolating the pods it selects while its invalid rules allow nothing.
             """)
 
     @Option(help: ArgumentHelp("The node to compile for (matched against the pods' spec.nodeName).", valueName: "node"))
     var node: String
 
-    @OptionGroup var manifests: ManifestOptions
+    @OptionGroup var inputs: InputOptions
 
     @OptionGroup var marks: MarkOptions
 
@@ -41,9 +43,9 @@ struct DryRun: ParsableCommand {
 
     func run() throws {
         try checkNodeName(node)
-        let inputs = manifests.load()
-        let invalid = report(inputs.issues)
-        let ruleset = compile(inputs.snapshot, node: node, options: marks.compileOptions())
+        let objects = try inputs.load()
+        let invalid = report(objects.issues)
+        let ruleset = compile(objects.snapshot, node: node, options: marks.compileOptions())
         report(warnings: ruleset)
         let files = restoreFiles(ruleset, node: node)
         if let output {

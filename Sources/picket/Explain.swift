@@ -11,11 +11,12 @@ struct Explain: ParsableCommand {
             names the pod; any other address is an endpoint outside the cluster). TRAFFIC is \
             PORT[/PROTO] with PROTO tcp (default), udp or sctp, or `icmp`.
 
+            The cluster comes from manifests (--from) or a live API server (--kubeconfig, --context). \
             The answer comes from Picket's policy evaluator, an implementation of the NetworkPolicy \
             API independent of the rule compiler. Exit status: 0 allowed, 1 denied, 2 invalid input.
             """)
 
-    @OptionGroup var manifests: ManifestOptions
+    @OptionGroup var inputs: InputOptions
 
     @Option(help: ArgumentHelp("Address family when both ends are pods with both (4 or 6; default: the pods' first).", valueName: "4|6"))
     var family: Int?
@@ -48,9 +49,9 @@ struct Explain: ParsableCommand {
     }
 
     func run() throws {
-        let inputs = manifests.load()
-        if report(inputs.issues) { throw ExitCode(2) }
-        let evaluator = Evaluator(snapshot: inputs.snapshot)
+        let objects = try inputs.load()
+        if report(objects.issues) { throw ExitCode(2) }
+        let evaluator = Evaluator(snapshot: objects.snapshot)
         let flow = Flow(
             source: try endpoint(source, evaluator), destination: try endpoint(destination, evaluator),
             traffic: try parsedTraffic(), family: family.flatMap { IPAddress.Family(rawValue: $0) })
@@ -73,7 +74,7 @@ struct Explain: ParsableCommand {
         }
         let key = ObjectKey(namespace: String(parts[0]), name: String(parts[1]))
         guard evaluator.snapshot.pods.contains(where: { $0.key == key }) else {
-            printError("picket: error: no pod \(key) in the manifests")
+            printError("picket: error: no pod \(key) in the \(inputs.cluster.isLive ? "cluster" : "manifests")")
             throw ExitCode(2)
         }
         return .pod(key)

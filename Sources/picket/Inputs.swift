@@ -13,13 +13,27 @@ struct ManifestOptions: ParsableArguments {
             valueName: "path"))
     var paths: [String] = []
 
-    func validate() throws {
-        if paths.isEmpty { throw ValidationError("give at least one --from PATH") }
-    }
-
     /// Reads and decodes every manifest under `paths`, in a stable order.
     func load() -> ManifestSet {
         ManifestLoader.load(paths)
+    }
+}
+
+/// The cluster a command reads: manifests (`--from`) or a live cluster (`--kubeconfig`,
+/// `--context`), exactly one of them.
+struct InputOptions: ParsableArguments {
+    @OptionGroup var manifests: ManifestOptions
+    @OptionGroup var cluster: ClusterOptions
+
+    func validate() throws {
+        if manifests.paths.isEmpty && !cluster.isLive { throw ValidationError("give at least one --from PATH, or --kubeconfig FILE") }
+        if !manifests.paths.isEmpty && cluster.isLive { throw ValidationError("give --from PATH or --kubeconfig FILE, not both") }
+    }
+
+    /// The objects: read from the manifests, or listed from the API server (a cluster that
+    /// cannot be read is reported and exits 2).
+    func load() throws -> ManifestSet {
+        cluster.isLive ? try cluster.load() : manifests.load()
     }
 }
 
