@@ -8,6 +8,11 @@ if CommandLine.arguments.dropFirst().first == "cost" {
     exit(CostCommand.run(Array(CommandLine.arguments.dropFirst(2))))
 }
 
+// `picket-bench informer ...`: informer initial sync time and store memory.
+if CommandLine.arguments.dropFirst().first == "informer" {
+    exit(InformerBench.run(Array(CommandLine.arguments.dropFirst(2))))
+}
+
 switch BenchOptions.parse(Array(CommandLine.arguments.dropFirst())) {
 case .success(let options):
     exit(Benchmark(options: options).run())

@@ -12,6 +12,6 @@ struct Picket: AsyncParsableCommand {
             enforce, from manifests, without touching the kernel.
             """,
         version: "0.1.0",
-        subcommands: [DryRun.self, Diff.self, Explain.self, Apply.self, Cleanup.self]
+        subcommands: [DaemonCommand.self, DryRun.self, Diff.self, Explain.self, Apply.self, Cleanup.self]
     )
 }

@@ -1,0 +1,243 @@
+// Daemon: what `picket daemon` runs: the sync loop, its health, and the status server.
+//
+// Design note: one thread owns the executor (kube-proxy's bounded-frequency runner, Felix's
+// single-threaded dataplane driver). Informer events move the store's version and poke the loop;
+// the loop runs when poked, but never sooner than `minInterval` after the previous sync began, so
+// a burst of events coalesces into a few syncs, and also every `verifyPeriod` for a full verify
+// with drift repair (the kernel read back). A sync compiles the store's snapshot and applies it
+// against the executor's memory: pod churn reaches the kernel as set members only. A failed sync
+// is retried with backoff; the kernel keeps the previous rules meanwhile. Nothing is applied
+// before every informer has listed once (`waitForCaches`).
+
+import ClusterStore
+import Executor
+import Foundation
+import KubeClient
+import KubeModel
+import Logging
+import Metrics
+import PolicyCompiler
+import Synchronization
+
+/// How the sync loop paces itself.
+public struct SyncOptions: Sendable {
+    /// The least time between the starts of two syncs (bursts coalesce within it).
+    public var minInterval: Duration = .milliseconds(20)
+    /// How often the kernel is read back and repaired (`--iptables-sync-period`).
+    public var verifyPeriod: Duration = .seconds(300)
+    /// Backoff after a failed sync.
+    public var backoff = Backoff(initial: .milliseconds(500), cap: .seconds(30))
+    /// Compile options (mark mask).
+    public var compile = CompileOptions()
+
+    /// Default options.
+    public init() {}
+}
+
+/// The last syncs, for /healthz and logs.
+public struct SyncHealth: Sendable {
+    /// When the last sync succeeded.
+    public var lastSuccess: ContinuousClock.Instant?
+    /// The wall-clock time of the last success (for the metric).
+    public var lastSuccessDate: Date?
+    /// The last failure, cleared by a success.
+    public var lastError: String?
+    /// Syncs run, and how many failed.
+    public var syncs = 0
+    public var failures = 0
+    /// The store version the kernel enforces.
+    public var enforcedVersion: UInt64 = 0
+}
+
+/// Compiles the store and applies it, on a thread of its own that owns the executor.
+public final class SyncLoop: Sendable {
+    private let store: ClusterStore
+    private let options: SyncOptions
+    private let logger: Logger
+    private let condition = NSCondition()
+    private let pokes = Mutex<(pending: Bool, stopped: Bool)>((false, false))
+    private let healthState = Mutex<SyncHealth>(SyncHealth())
+    private let finished = DispatchSemaphore(value: 0)
+    private let started = Atomic<Bool>(false)
+    private let executorBox: UnsafeTransfer<Executor>
+    private let metrics: SyncMetrics
+
+    /// A loop applying through `executor` (which it owns from now on, on its thread).
+    public init(store: ClusterStore, executor: Executor, options: SyncOptions, logger: Logger) {
+        self.store = store
+        self.options = options
+        self.logger = logger
+        executorBox = UnsafeTransfer(executor)
+        metrics = SyncMetrics()
+    }
+
+    /// What the last syncs did.
+    public var health: SyncHealth { healthState.withLock { $0 } }
+
+    /// Asks for a sync soon (coalesced with other asks until it starts).
+    public func poke() {
+        pokes.withLock { $0.pending = true }
+        condition.lock()
+        condition.signal()
+        condition.unlock()
+    }
+
+    /// Starts the loop's thread (once).
+    public func start() {
+        guard !started.exchange(true, ordering: .relaxed) else { return }
+        let thread = Thread { [self] in
+            run()
+            finished.signal()
+        }
+        thread.name = "sync loop"
+        thread.start()
+    }
+
+    /// Stops the loop after the sync in progress, if any (at most `timeout`); the kernel keeps
+    /// the rules.
+    @discardableResult
+    public func stop(timeout: Duration = .seconds(10)) -> Bool {
+        pokes.withLock { $0.stopped = true }
+        condition.lock()
+        condition.broadcast()
+        condition.unlock()
+        guard started.load(ordering: .relaxed) else { return true }
+        return finished.wait(timeout: .now() + timeout.seconds) == .success
+    }
+
+    private var isStopped: Bool { pokes.withLock { $0.stopped } }
+
+    /// Sleeps until poked, stopped or `deadline`; whether it was poked.
+    private func waitForPoke(until deadline: ContinuousClock.Instant) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        while true {
+            let (pending, stopped) = pokes.withLock { s in
+                let value = s
+                s.pending = false
+                return value
+            }
+            if stopped { return false }
+            if pending { return true }
+            let left = ContinuousClock.now.duration(to: deadline)
+            if left <= .zero { return false }
+            _ = condition.wait(until: Date(timeIntervalSinceNow: min(left.seconds, 1)))
+        }
+    }
+
+    private func run() {
+        let executor = executorBox.value
+        var backoff = options.backoff
+        var nextVerify = ContinuousClock.now  // the first apply reads the kernel back
+        var retryAt: ContinuousClock.Instant?
+        var lastStart = ContinuousClock.now - options.minInterval
+        var wanted = true
+        while !isStopped {
+            // After a failure, only the backoff decides; else a poke runs minInterval after the
+            // previous start, and without one the next verify is due.
+            let due = retryAt ?? (wanted ? lastStart + options.minInterval : nextVerify)
+            if ContinuousClock.now < due {
+                if waitForPoke(until: due) { wanted = true }
+                continue
+            }
+            wanted = false
+            retryAt = nil
+            lastStart = ContinuousClock.now
+            let verify = lastStart >= nextVerify
+            if sync(executor, verify: verify) {
+                backoff.reset()
+                if verify { nextVerify = ContinuousClock.now + options.verifyPeriod }
+            } else {
+                let delay = backoff.next()
+                retryAt = ContinuousClock.now + delay
+                // The retry reads the kernel back: after a failure memory may not stand for it.
+                nextVerify = min(nextVerify, retryAt!)
+                logger.info("retrying the sync", metadata: ["in_seconds": "\(delay.seconds)"])
+            }
+        }
+    }
+
+    /// One sync: snapshot, compile, apply; whether it succeeded.
+    private func sync(_ executor: Executor, verify: Bool) -> Bool {
+        let start = ContinuousClock.now
+        let snapshot = store.snapshot()
+        let ruleset = compile(snapshot.cluster, node: store.nodeName, options: options.compile)
+        let compiled = ContinuousClock.now
+        do {
+            let report = try executor.apply(ruleset, verify: verify)
+            let end = ContinuousClock.now
+            metrics.record(duration: end - start, verify: verify, result: "success")
+            for arrival in snapshot.arrivals { metrics.eventToEnforcement.recordNanoseconds((end - arrival).nanoseconds) }
+            metrics.rules.record(ruleset.ruleCount)
+            metrics.setMembers.record(ruleset.memberCount)
+            metrics.lastSuccess.record(Date().timeIntervalSince1970)
+            healthState.withLock { h in
+                h.syncs += 1
+                h.lastSuccess = end
+                h.lastSuccessDate = Date()
+                h.lastError = report.conntrackFailure.map { "rules in force, conntrack marking failed: \($0)" }
+                h.enforcedVersion = snapshot.version
+            }
+            if let failure = report.conntrackFailure {
+                metrics.errors(cause: "conntrack").increment()
+                logger.warning("rules committed, marking conntrack entries failed", metadata: ["error": "\(failure)"])
+            }
+            if !report.isEmpty || verify {
+                logger.log(
+                    level: report.isEmpty ? .debug : .info, report.isEmpty ? "verified, nothing drifted" : "applied",
+                    metadata: [
+                        "version": "\(snapshot.version)", "verify": "\(verify)", "changes": "\(report.isEmpty ? "none" : report.description.replacingOccurrences(of: "\n", with: "; "))",
+                        "compile_ms": "\((compiled - start).milliseconds)", "total_ms": "\((end - start).milliseconds)",
+                    ])
+            }
+            return true
+        } catch {
+            metrics.record(duration: ContinuousClock.now - start, verify: verify, result: "error")
+            metrics.errors(cause: error.step.split(separator: " ").first.map(String.init) ?? "apply").increment()
+            healthState.withLock { h in
+                h.syncs += 1
+                h.failures += 1
+                h.lastError = "\(error)"
+            }
+            logger.error("sync failed, the previous rules stay in force", metadata: ["error": "\(error)", "verify": "\(verify)"])
+            return false
+        }
+    }
+}
+
+/// The sync loop's metrics (swift-metrics API; the backend is chosen by the program).
+struct SyncMetrics: Sendable {
+    let eventToEnforcement = Metrics.Timer(label: "picket_event_to_enforcement_seconds")
+    let rules = Gauge(label: "picket_programmed_rules")
+    let setMembers = Gauge(label: "picket_programmed_set_members")
+    let lastSuccess = Gauge(label: "picket_last_successful_sync_timestamp_seconds")
+
+    func record(duration: Duration, verify: Bool, result: String) {
+        Metrics.Timer(label: "picket_sync_duration_seconds", dimensions: [("kind", verify ? "verify" : "apply")]).recordNanoseconds(duration.nanoseconds)
+        Counter(label: "picket_syncs_total", dimensions: [("result", result)]).increment()
+    }
+
+    func errors(cause: String) -> Counter {
+        Counter(label: "picket_sync_errors_total", dimensions: [("cause", cause)])
+    }
+}
+
+/// A value handed to another thread that will be its only user from then on.
+struct UnsafeTransfer<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
+}
+
+extension Duration {
+    /// Whole nanoseconds.
+    var nanoseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    }
+
+    /// Milliseconds with two decimals, for logs.
+    var milliseconds: String { String(format: "%.2f", Double(nanoseconds) / 1e6) }
+
+    /// Seconds as a Double.
+    var seconds: Double { Double(nanoseconds) / 1e9 }
+}
