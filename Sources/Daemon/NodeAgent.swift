@@ -17,9 +17,6 @@ public struct AgentOptions: Sendable {
     public var cacheSyncTimeout: Duration = .seconds(300)
     /// Informer pacing.
     public var informer = InformerOptions()
-    /// Whether forwarded traffic to and from addresses of this node's pod CIDRs that are not
-    /// known pods is dropped until they are programmed.
-    public var blockUnknownPodIPs = true
 
     /// Options for `node`.
     public init(node: String) {

@@ -29,6 +29,9 @@ public struct SyncOptions: Sendable {
     public var backoff = Backoff(initial: .milliseconds(500), cap: .seconds(30))
     /// Compile options (mark mask).
     public var compile = CompileOptions()
+    /// Whether forwarded traffic to and from addresses of the node's pod CIDRs (its Node's
+    /// spec.podCIDRs) that are no known pod is dropped.
+    public var blockUnknownPodIPs = true
 
     /// Default options.
     public init() {}
@@ -161,7 +164,9 @@ public final class SyncLoop: Sendable {
     private func sync(_ executor: Executor, verify: Bool) -> Bool {
         let start = ContinuousClock.now
         let snapshot = store.snapshot()
-        let ruleset = compile(snapshot.cluster, node: store.nodeName, options: options.compile)
+        var compileOptions = options.compile
+        if options.blockUnknownPodIPs, let node = snapshot.node { compileOptions.podCIDRs = node.podCIDRs }
+        let ruleset = compile(snapshot.cluster, node: store.nodeName, options: compileOptions)
         let compiled = ContinuousClock.now
         do {
             let report = try executor.apply(ruleset, verify: verify)

@@ -30,10 +30,16 @@ public struct CompileOptions: Hashable, Sendable {
     /// The packet-mark bits Picket may use, and their roles. They must not collide with other
     /// users of the mark (kube-proxy uses 0x4000/0x8000).
     public var marks: MarkLayout
+    /// This node's pod CIDRs (its Node's spec.podCIDRs), when forwarded traffic to and from an
+    /// address in them that is no known pod of the node must be dropped: a new pod's interface is
+    /// up before any controller has seen its address, and without this it would be unprotected
+    /// until then. Empty: no such blocking (dry-run, or `--block-unknown-pod-ips=false`).
+    public var podCIDRs: [CIDR]
 
-    /// The default options: mark mask 0xffff0000.
-    public init(marks: MarkLayout = MarkLayout()) {
+    /// The default options: mark mask 0xffff0000, no pod CIDRs.
+    public init(marks: MarkLayout = MarkLayout(), podCIDRs: [CIDR] = []) {
         self.marks = marks
+        self.podCIDRs = podCIDRs
     }
 }
 
@@ -100,6 +106,7 @@ private struct RulesetBuilder {
         self.options = options
         self.local = localPods(snapshot, node: node)
         let anyV6 = snapshot.endpoints.contains { pod in pod.ips.contains { $0.family == .v6 } }
+            || options.podCIDRs.contains { $0.family == .v6 }
         self.families = anyV6 ? [.v4, .v6] : [.v4]
         self.ineligible = Set(zip(snapshot.endpoints, snapshot.peerEligible).filter { !$1 }.map(\.0.key))
     }
@@ -158,7 +165,9 @@ private struct RulesetBuilder {
                     chains.append(policyChain(policiesWithRules[key]!, direction, family))
                 }
             }
-            let base = baseChains(family, mapping: zip(Direction.allCases, groupsByDirection).filter { !$0.1.isEmpty }.map(\.0))
+            let blocksUnknown = addUnknownPodsSet(family)
+            let base = baseChains(
+                family, mapping: zip(Direction.allCases, groupsByDirection).filter { !$0.1.isEmpty }.map(\.0), blockingUnknown: blocksUnknown)
             tables.append(FilterTable(family: family, chains: orderedChains(base.chains + chains), hooks: base.hooks))
         }
         return Ruleset(
@@ -173,6 +182,27 @@ private struct RulesetBuilder {
         sets.list.append(IPSet(name: name, kind: kind, family: family, members: members(), purpose: purpose))
     }
 
+    /// Emits the unknown-pods set of `family` (`Names.unknownPodsSet`) when the node has pod
+    /// CIDRs of that family; whether it did. Its members are the CIDRs, each known local pod's
+    /// address inside them a `nomatch` hole: one hash:net lookup per direction answers "an
+    /// address of this node's pods that Picket does not know".
+    func addUnknownPodsSet(_ family: IPAddress.Family) -> Bool {
+        let cidrs = Set(options.podCIDRs.filter { $0.family == family })
+        guard !cidrs.isEmpty else { return false }
+        var members = cidrs.map { IPSet.Member($0) }
+        var holes = Set<IPAddress>()
+        for pod in local where !pod.hostNetwork {
+            for address in pod.ips where address.family == family && cidrs.contains(where: { $0.contains(address) }) {
+                holes.insert(address)
+            }
+        }
+        members += holes.map { IPSet.Member(CIDR(address: $0, prefix: family.bitWidth), nomatch: true) }
+        addSet(IPSet(
+            name: Names.unknownPodsSet(family), kind: .hashNet, family: family, members: members.sorted(),
+            purpose: "this node's pod CIDRs but its known pods: forwarded traffic of these addresses is dropped"))
+        return true
+    }
+
     /// Emits a set of local pods (never shared).
     func addSet(_ set: IPSet) {
         sets.names.insert(set.name)
@@ -183,7 +213,10 @@ private struct RulesetBuilder {
     /// chains that tag a new connection with its pods' group numbers (one dispatch-set lookup for
     /// each direction in `mapping`); in filter, PICKET-FORWARD and PICKET-INPUT, which send a
     /// tagged packet down its direction's dispatch tree.
-    func baseChains(_ family: IPAddress.Family, mapping: [Direction]) -> (chains: [Chain], hooks: [Hook]) {
+    ///
+    /// With `blockingUnknown`, mangle FORWARD also gives an address of the unknown-pods set the
+    /// fail-closed number of its direction, so that the dispatch tree drops the packet.
+    func baseChains(_ family: IPAddress.Family, mapping: [Direction], blockingUnknown: Bool = false) -> (chains: [Chain], hooks: [Hook]) {
         let fields = marks.ingress | marks.egress
         let recheck = marks.recheck
         // A flow whose conntrack entry carries the re-check bit was admitted under rules that have
@@ -207,9 +240,19 @@ private struct RulesetBuilder {
         func map(_ direction: Direction) -> [String] {
             ["-j", "SET", "--map-set", Names.dispatchSet(direction, family), direction == .ingress ? "dst" : "src", "--map-mark"]
         }
+        // Not a known pod of this node yet: the direction's fail-closed number, which no tree leaf
+        // holds, so PICKET-FORWARD sends the packet down the tree to DROP.
+        let unknown: [[String]] = blockingUnknown
+            ? [Direction.egress, .ingress].map { direction in
+                let field = marks.field(direction)
+                return comment("not a known pod of this node yet: fail closed")
+                    + ["-m", "set", "--match-set", Names.unknownPodsSet(family), direction == .ingress ? "dst" : "src",
+                       "-j", "MARK", "--set-xmark", Self.hex(MarkLayout.deposit(marks.overflow(direction), into: field), field)]
+            }
+            : []
         let markForward = Chain(
             name: Names.markForwardChain,
-            rules: skipReplies + discovery + clear + [Direction.egress, .ingress].filter(mapping.contains).map(map) + stopRechecking,
+            rules: skipReplies + discovery + clear + [Direction.egress, .ingress].filter(mapping.contains).map(map) + unknown + stopRechecking,
             table: .mangle)
         let markInput = Chain(
             name: Names.markInputChain,

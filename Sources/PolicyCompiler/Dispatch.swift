@@ -137,6 +137,12 @@ extension Names {
         "\(setPrefix)\(direction.field)-map-v\(family.rawValue)"
     }
 
+    /// The node's pod CIDRs with a `nomatch` hole for each known local pod: addresses a new pod
+    /// may have before Picket has seen it (`CompileOptions.podCIDRs`).
+    public static func unknownPodsSet(_ family: IPAddress.Family) -> String {
+        "\(setPrefix)unknown-pods-v\(family.rawValue)"
+    }
+
     /// mangle FORWARD's chain: tags a new connection with its pods' group numbers.
     public static let markForwardChain = "PICKET-MARK-FORWARD"
     /// mangle INPUT's chain: tags a new connection from a local pod to the node.

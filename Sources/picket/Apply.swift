@@ -37,6 +37,8 @@ struct Apply: ParsableCommand {
 
     @OptionGroup var marks: MarkOptions
 
+    @OptionGroup var podCIDRs: PodCIDROptions
+
     @Option(help: ArgumentHelp(
         "After a successful apply, record the applied restore files in this directory (for operators; the kernel stays the state compared against).",
         valueName: "dir"))
@@ -51,7 +53,7 @@ struct Apply: ParsableCommand {
         try checkNodeName(node)
         let inputs = manifests.load()
         let invalid = report(inputs.issues)
-        let ruleset = compile(inputs.snapshot, node: node, options: marks.compileOptions())
+        let ruleset = compile(inputs.snapshot, node: node, options: podCIDRs.applied(to: marks.compileOptions()))
         report(warnings: ruleset)
         let executor = Executor(kernel: SystemKernel())
         do {

@@ -136,7 +136,7 @@ struct DaemonCommand: AsyncParsableCommand {
         options.sync.verifyPeriod = iptablesSyncPeriod.duration
         options.sync.minInterval = minSyncInterval.duration
         options.sync.compile = marks.compileOptions()
-        options.blockUnknownPodIPs = blockUnknownPodIps
+        options.sync.blockUnknownPodIPs = blockUnknownPodIps
         let client = APIClient(connection: connection, userAgent: "picket/\(Picket.configuration.version) (\(node))")
         let agent = NodeAgent(client: client, executor: Executor(kernel: SystemKernel()), options: options, logger: logger)
 

@@ -34,6 +34,8 @@ struct DryRun: ParsableCommand {
 
     @OptionGroup var marks: MarkOptions
 
+    @OptionGroup var podCIDRs: PodCIDROptions
+
     @Option(help: ArgumentHelp("Write the restore files into this directory (created if missing) instead of printing them.", valueName: "dir"))
     var output: String?
 
@@ -45,7 +47,7 @@ struct DryRun: ParsableCommand {
         try checkNodeName(node)
         let objects = try inputs.load()
         let invalid = report(objects.issues)
-        let ruleset = compile(objects.snapshot, node: node, options: marks.compileOptions())
+        let ruleset = compile(objects.snapshot, node: node, options: podCIDRs.applied(to: marks.compileOptions()))
         report(warnings: ruleset)
         let files = restoreFiles(ruleset, node: node)
         if let output {

@@ -129,6 +129,31 @@ struct MarkOptions: ParsableArguments {
     }
 }
 
+/// The pod CIDRs of the node compiled for, as its Node's spec.podCIDRs (the daemon reads them
+/// from the API).
+struct PodCIDROptions: ParsableArguments {
+    @Option(
+        name: .customLong("pod-cidr"),
+        help: ArgumentHelp(
+            "A pod CIDR of the node (repeatable): forwarded traffic to and from its addresses that are no known pod of the node is dropped.",
+            discussion: "As `picket daemon` does with its Node's spec.podCIDRs (--block-unknown-pod-ips): a new pod is not reachable, and cannot reach anything, before Picket knows it.",
+            valueName: "cidr"))
+    var podCIDRs: [String] = []
+
+    func validate() throws {
+        for text in podCIDRs where CIDR(text) == nil {
+            throw ValidationError("--pod-cidr: '\(text)' is not a CIDR (e.g. 10.244.1.0/24)")
+        }
+    }
+
+    /// `options` with these CIDRs.
+    func applied(to options: CompileOptions) -> CompileOptions {
+        var options = options
+        options.podCIDRs = podCIDRs.compactMap { CIDR($0) }
+        return options
+    }
+}
+
 /// Writes a ruleset's warnings to stderr.
 func report(warnings ruleset: Ruleset) {
     for warning in ruleset.warnings { printError("picket: warning: \(warning)") }

@@ -74,6 +74,12 @@ struct ClusterManifests: Sendable {
     var phantomPods: [Pod] = []
     /// Extra arguments to `picket apply` (e.g. `--mark-mask`).
     var applyArguments: [String] = []
+    /// Pods of the cluster left out of the manifests: their network namespaces exist and answer,
+    /// but Picket does not know them (a new pod before any controller has seen it).
+    var hiddenPods: Set<ObjectKey> = []
+    /// Whether each node is applied with its pod CIDRs (`--pod-cidr`), dropping forwarded
+    /// traffic of addresses in them that are no known pod.
+    var blockUnknownPodIPs = false
 
     /// A Namespace object.
     static func manifest(_ namespace: Namespace) -> JSON {
@@ -120,7 +126,7 @@ struct ClusterManifests: Sendable {
             JSON.object([("apiVersion", "v1"), ("kind", "List"), ("items", .array(items))]).rendered() + "\n"
         }
         try Data(list(namespaces.map(Self.manifest)).utf8).write(to: URL(fileURLWithPath: "\(directory)/namespaces.json"))
-        try Data(list((pods + phantomPods).map(Self.manifest)).utf8).write(to: URL(fileURLWithPath: "\(directory)/pods.json"))
+        try Data(list((pods.filter { !hiddenPods.contains($0.key) } + phantomPods).map(Self.manifest)).utf8).write(to: URL(fileURLWithPath: "\(directory)/pods.json"))
         for (i, text) in policies.enumerated() {
             let name = String(format: "policy-%03d.yaml", i + 1)
             try Data(text.utf8).write(to: URL(fileURLWithPath: "\(directory)/\(name)"))

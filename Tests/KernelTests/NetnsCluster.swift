@@ -353,6 +353,7 @@ final class NetnsCluster: @unchecked Sendable {
         for node in self.nodes {
             let argv = ["ip", "netns", "exec", nodeNamespace[node.name]!, NetnsCluster.picket, "apply", "--node", node.name, "--from", directory]
                 + manifests.applyArguments
+                + (manifests.blockUnknownPodIPs ? ["--pod-cidr", node.podPrefix4] + (dualStack ? ["--pod-cidr", node.podPrefix6] : []) : [])
             var rounds: [String] = []
             for _ in 0..<2 {
                 do {

@@ -91,7 +91,7 @@ import Testing
           arguments: GoldenCase.all().filter { $0.name.hasPrefix("rejected-") })
     func rejectedVectors(_ fixture: GoldenCase) throws {
         let input = fixture.directory.appendingPathComponent("input").path
-        let result = try run(Self.picket, ["dry-run", "--node", fixture.node, "--from", input])
+        let result = try run(Self.picket, ["dry-run"] + fixture.arguments + ["--from", input])
         #expect(result.status == 2, "\(result.stderr)")
         let errors = result.stderr.split(separator: "\n").filter { $0.hasPrefix("picket: error: ") }
         #expect(!errors.isEmpty)

@@ -15,7 +15,7 @@ import Testing
 
     @Test("compiled output equals the golden files", arguments: GoldenCase.all())
     func golden(_ fixture: GoldenCase) throws {
-        let files = renderedFiles(fixture.load(), node: fixture.node)
+        let files = renderedFiles(fixture.load(), node: fixture.node, options: fixture.options)
         for name in goldenNames {
             let url = fixture.directory.appendingPathComponent(name)
             let expected = try? String(contentsOf: url, encoding: .utf8)
@@ -43,26 +43,26 @@ import Testing
     @Test("shuffled input yields the same bytes", arguments: GoldenCase.all())
     func deterministic(_ fixture: GoldenCase) {
         let set = fixture.load()
-        let reference = renderedFiles(set, node: fixture.node)
+        let reference = renderedFiles(set, node: fixture.node, options: fixture.options)
         for seed: UInt64 in [1, 2, 3] {
             var rng = SplitMix64(state: seed)
             var shuffled = set
             shuffled.namespaces.shuffle(using: &rng)
             shuffled.pods.shuffle(using: &rng)
             shuffled.policies.shuffle(using: &rng)
-            #expect(renderedFiles(shuffled, node: fixture.node) == reference, "seed \(seed)")
+            #expect(renderedFiles(shuffled, node: fixture.node, options: fixture.options) == reference, "seed \(seed)")
         }
     }
 
     @Test("every jump target and set exists, names fit the kernel's limits", arguments: GoldenCase.all())
     func consistent(_ fixture: GoldenCase) {
-        let ruleset = compile(fixture.load().snapshot, node: fixture.node)
+        let ruleset = compile(fixture.load().snapshot, node: fixture.node, options: fixture.options)
         #expect(checkConsistency(ruleset) == [])
     }
 
     @Test("every line of the output is one of Picket's (the executor's restore guard)", arguments: GoldenCase.all())
     func structural(_ fixture: GoldenCase) {
-        let ruleset = compile(fixture.load().snapshot, node: fixture.node)
+        let ruleset = compile(fixture.load().snapshot, node: fixture.node, options: fixture.options)
         #expect(restoreProblems(ruleset, node: fixture.node) == [])
     }
 
@@ -72,7 +72,7 @@ import Testing
             announceKernelSkip("golden \(fixture.name) loads into ipset/iptables")
             return
         }
-        let files = renderedFiles(fixture.load(), node: fixture.node)
+        let files = renderedFiles(fixture.load(), node: fixture.node, options: fixture.options)
         guard files["ipset.restore"] != nil else { return }  // a refused case: nothing to load
         let ns = try ScratchNamespace()
         let ipset = try ns.exec(["ipset", "restore"], stdin: files["ipset.restore"])

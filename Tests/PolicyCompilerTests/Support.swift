@@ -14,6 +14,10 @@ struct GoldenCase: CustomTestStringConvertible, Sendable {
     var directory: URL
     /// The node from `args` (`--node NAME`).
     var node: String
+    /// Every word of `args`, as `picket dry-run` takes them.
+    var arguments: [String]
+    /// The compile options `args` gives (`--pod-cidr CIDR`).
+    var options: CompileOptions
 
     var testDescription: String { name }
 
@@ -26,7 +30,11 @@ struct GoldenCase: CustomTestStringConvertible, Sendable {
             guard let args = try? String(contentsOf: directory.appendingPathComponent("args"), encoding: .utf8) else { return nil }
             let words = args.split(whereSeparator: \.isWhitespace).map(String.init)
             guard let i = words.firstIndex(of: "--node"), i + 1 < words.count else { return nil }
-            return GoldenCase(name: name, directory: directory, node: words[i + 1])
+            var options = CompileOptions()
+            for (j, word) in words.enumerated() where word == "--pod-cidr" && j + 1 < words.count {
+                if let cidr = CIDR(words[j + 1]) { options.podCIDRs.append(cidr) }
+            }
+            return GoldenCase(name: name, directory: directory, node: words[i + 1], arguments: words, options: options)
         }
     }
 
@@ -44,12 +52,12 @@ struct GoldenCase: CustomTestStringConvertible, Sendable {
 /// What `picket dry-run` writes for a snapshot, by file name, plus `diagnostics.txt` (the
 /// stderr lines) when there are issues. An invalid node name is refused before anything is
 /// read, as the CLI does: then only `diagnostics.txt`.
-func renderedFiles(_ set: ManifestSet, node: String) -> [String: String] {
+func renderedFiles(_ set: ManifestSet, node: String, options: CompileOptions = CompileOptions()) -> [String: String] {
     let nodeErrors = Validation.nodeName(node, field: "--node")
     if !nodeErrors.isEmpty {
         return ["diagnostics.txt": nodeErrors.map { "error: \($0)\n" }.joined()]
     }
-    let ruleset = compile(set.snapshot, node: node)
+    let ruleset = compile(set.snapshot, node: node, options: options)
     var files = ["ipset.restore": ruleset.ipsetRestore(node: node)]
     files["iptables.restore"] = ruleset.iptablesRestore(family: .v4, node: node)
     files["ip6tables.restore"] = ruleset.iptablesRestore(family: .v6, node: node)
