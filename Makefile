@@ -2,7 +2,7 @@
 # Every target installs what it needs on a fresh Debian machine first (`make deps`).
 
 SWIFT        ?= swift
-DEBIAN_DEPS  := iptables ipset libipset-dev libnetfilter-conntrack-dev libcurl4-openssl-dev iproute2 conntrack kmod python3 pkg-config
+DEBIAN_DEPS  := iptables ipset libipset-dev libnetfilter-conntrack-dev libcurl4-openssl-dev iproute2 conntrack kmod python3 pkg-config openssl ca-certificates
 NODE         ?= node-a
 DEMO         ?= Fixtures/demo/input
 
