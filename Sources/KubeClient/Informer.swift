@@ -21,7 +21,8 @@ public enum InformerEvent: Sendable {
     case added(APIItem)
     /// An object changed (a new resourceVersion).
     case updated(old: APIItem, new: APIItem)
-    /// An object went away; its last known state.
+    /// An object went away: its final state, with the deletion's resourceVersion (from a
+    /// relist, the last state the store held).
     case deleted(APIItem)
     /// The store holds the whole collection as of a list; sent after the first list's changes
     /// and after each relist's.
@@ -258,7 +259,8 @@ public final class Informer: Sendable {
             deleted ? store.removeValue(forKey: key) : store.updateValue(item, forKey: key)
         }
         if deleted {
-            handler(.deleted(before ?? item))
+            // The object's final state, with the deletion's resourceVersion.
+            handler(.deleted(item))
         } else if let before {
             handler(.updated(old: before, new: item))
         } else {

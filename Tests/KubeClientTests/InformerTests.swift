@@ -96,6 +96,24 @@ private func syncedInformer(
         #expect(informer.items.count == 7)
     }
 
+    @Test func aDeletionCutMidEventIsDeliveredAfterTheResume() throws {
+        let server = try TestAPIServer()
+        defer { server.stop() }
+        try server.apply([TestObjects.namespace("shop")])
+        let recorder = Recorder()
+        let informer = try syncedInformer(server, .networkPolicies, recorder: recorder)
+        defer { informer.stop() }
+        try server.apply([TestObjects.denyIngress("shop", "one", app: "a"), TestObjects.denyIngress("shop", "two", app: "b")])
+        try server.apply([TestObjects.namespace("other")])  // a change of another kind moves the resourceVersion
+        #expect(recorder.wait { $0.changes.count == 2 })
+        usleep(1_200_000)  // bookmarks
+        try server.control("/drop-streams?mid-event=1", [:])
+        let version = try server.delete([("NetworkPolicy", "shop", "one")])
+        #expect(recorder.wait { $0.changes == ["added shop/one", "added shop/two", "deleted shop/one"] }, "\(recorder.events.map(\.summary))")
+        #expect(recorder.wait { _ in informer.status.resourceVersion == version }, "\(informer.status.resourceVersion) vs \(version)")
+        if case .deleted(let item)? = recorder.events.last(where: \.isChange) { #expect(item.resourceVersion == version) }
+    }
+
     @Test func aServerRestartIsRiddenOutWithoutAList() throws {
         let server = try TestAPIServer()
         defer { server.stop() }
