@@ -97,7 +97,7 @@ let package = Package(
         .target(
             name: "Daemon",
             dependencies: [
-                "KubeModel", "KubeClient", "ClusterStore", "PolicyCompiler", "Executor",
+                "KubeModel", "KubeClient", "ClusterStore", "PolicyCompiler", "Executor", "IPSetKit",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ],
@@ -199,7 +199,7 @@ let package = Package(
         // Enforcement proven in a real kernel: network-namespace clusters, real packets.
         .testTarget(
             name: "KernelTests",
-            dependencies: ["KubeModel", "PolicyCompiler", "PolicyEvaluator", "Executor", "ToolRunner"],
+            dependencies: ["KubeModel", "PolicyCompiler", "PolicyEvaluator", "Executor", "ToolRunner", "KubeClient", "KubeTestSupport"],
             swiftSettings: swiftSettings
         ),
     ]

@@ -30,6 +30,8 @@ public struct StoreSnapshot: Sendable {
     public var arrivals: [ContinuousClock.Instant]
     /// The problems of the objects held (invalid policies, pods, namespaces), by object.
     public var issues: [ManifestIssue]
+    /// The resourceVersion of the latest event or list of each kind that this version includes.
+    public var resourceVersions: [StoreKind: String]
 }
 
 /// The objects the informers have seen, keyed by object. Thread-safe.
@@ -42,6 +44,7 @@ public final class ClusterStore: Sendable {
         var version: UInt64 = 0
         var arrivals: [ContinuousClock.Instant] = []
         var synced: Set<StoreKind> = []
+        var resourceVersions: [StoreKind: String] = [:]
     }
 
     private let state = Mutex<State>(State())
@@ -73,11 +76,14 @@ public final class ClusterStore: Sendable {
         state.withLock { s in
             switch event {
             case .added(let item), .updated(_, let item):
+                if !item.resourceVersion.isEmpty { s.resourceVersions[kind] = item.resourceVersion }
                 return s.put(item, kind: kind, at: instant, nodeName: nodeName)
             case .deleted(let item):
+                if !item.resourceVersion.isEmpty { s.resourceVersions[kind] = item.resourceVersion }
                 return s.remove(item, kind: kind, at: instant)
-            case .synced:
+            case .synced(let version):
                 s.synced.insert(kind)
+                s.resourceVersions[kind] = version
                 return false
             case .relisting, .watchRestarted, .failed:
                 return false
@@ -87,7 +93,7 @@ public final class ClusterStore: Sendable {
 
     /// The current version as a snapshot; the arrivals it reports are not reported again.
     public func snapshot() -> StoreSnapshot {
-        let (namespaces, pods, policies, node, version, arrivals, issues) = state.withLock { s in
+        let (namespaces, pods, policies, node, version, arrivals, issues, versions) = state.withLock { s in
             let arrivals = s.arrivals
             s.arrivals.removeAll(keepingCapacity: true)
             var issues: [ManifestIssue] = []
@@ -96,13 +102,14 @@ public final class ClusterStore: Sendable {
             for item in s.policies.values where !item.issues.isEmpty { issues += item.issues }
             return (
                 s.namespaces.values.compactMap(\.namespace), s.pods.values.compactMap(\.pod), s.policies.values.compactMap(\.policy),
-                s.node.flatMap(\.node), s.version, arrivals, issues
+                s.node.flatMap(\.node), s.version, arrivals, issues, s.resourceVersions
             )
         }
         // Built outside the lock: informers keep delivering meanwhile.
         return StoreSnapshot(
             cluster: ClusterSnapshot(namespaces: namespaces, pods: pods, policies: policies), node: node, version: version,
-            arrivals: arrivals, issues: issues.sorted { ($0.object ?? "", $0.field ?? "") < ($1.object ?? "", $1.field ?? "") })
+            arrivals: arrivals, issues: issues.sorted { ($0.object ?? "", $0.field ?? "") < ($1.object ?? "", $1.field ?? "") },
+            resourceVersions: versions)
     }
 }
 

@@ -121,8 +121,11 @@ public final class NodeAgent: Sendable {
     public func stop() {
         stopped.set(true)
         syncing.set(false)
-        for (_, informer) in informers { informer.stop() }
-        loop.stop()
+        for (kind, informer) in informers where !informer.stop() {
+            logger.warning("an informer did not stop in time", metadata: ["resource": "\(kind.rawValue)"])
+        }
+        if !loop.stop() { logger.warning("the sync loop did not stop in time") }
+        logger.debug("stopped informers and the sync loop")
     }
 
     /// `/healthz`: 200 while every informer has synced and is not failing, and the last sync
@@ -145,7 +148,8 @@ public final class NodeAgent: Sendable {
             problems.append("waiting for caches")
         }
         if problems.isEmpty {
-            return StatusResponse(status: 200, body: "ok: enforcing store version \(sync.enforcedVersion) on \(options.node)\n")
+            let versions = StoreKind.allCases.map { "\($0.rawValue)=\(sync.enforcedResourceVersions[$0] ?? "-")" }.joined(separator: " ")
+            return StatusResponse(status: 200, body: "ok: \(options.node) enforces the cluster as of resourceVersion \(versions)\n")
         }
         return StatusResponse(status: 503, body: problems.joined(separator: "\n") + "\n")
     }

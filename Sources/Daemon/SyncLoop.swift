@@ -12,6 +12,7 @@
 import ClusterStore
 import Executor
 import Foundation
+import IPSetKit
 import KubeClient
 import KubeModel
 import Logging
@@ -25,6 +26,10 @@ public struct SyncOptions: Sendable {
     public var minInterval: Duration = .milliseconds(20)
     /// How often the kernel is read back and repaired (`--iptables-sync-period`).
     public var verifyPeriod: Duration = .seconds(300)
+    /// The network namespace the rules go into (a path such as /run/netns/NAME; nil: this
+    /// process's). The loop's thread joins it before its first sync; the API connections stay
+    /// in this process's namespace.
+    public var networkNamespace: String?
     /// Backoff after a failed sync.
     public var backoff = Backoff(initial: .milliseconds(500), cap: .seconds(30))
     /// Compile options (mark mask).
@@ -50,6 +55,8 @@ public struct SyncHealth: Sendable {
     public var failures = 0
     /// The store version the kernel enforces.
     public var enforcedVersion: UInt64 = 0
+    /// The resourceVersion of the latest change of each kind the kernel enforces.
+    public var enforcedResourceVersions: [StoreKind: String] = [:]
 }
 
 /// Compiles the store and applies it, on a thread of its own that owns the executor.
@@ -89,7 +96,16 @@ public final class SyncLoop: Sendable {
     public func start() {
         guard !started.exchange(true, ordering: .relaxed) else { return }
         let thread = Thread { [self] in
-            run()
+            if let path = options.networkNamespace {
+                do {
+                    try onThread(inNetworkNamespaceAt: path) { run() }
+                } catch {
+                    logger.critical("cannot enter the network namespace; nothing is applied", metadata: ["netns": "\(path)", "error": "\(error)"])
+                    healthState.withLock { $0.lastError = "cannot enter the network namespace \(path): \(error)" }
+                }
+            } else {
+                run()
+            }
             finished.signal()
         }
         thread.name = "sync loop"
@@ -105,7 +121,9 @@ public final class SyncLoop: Sendable {
         condition.broadcast()
         condition.unlock()
         guard started.load(ordering: .relaxed) else { return true }
-        return finished.wait(timeout: .now() + timeout.seconds) == .success
+        let ended = finished.wait(timeout: .now() + timeout.seconds) == .success
+        if ended { finished.signal() }  // a second stop() returns at once too
+        return ended
     }
 
     private var isStopped: Bool { pokes.withLock { $0.stopped } }
@@ -182,6 +200,7 @@ public final class SyncLoop: Sendable {
                 h.lastSuccessDate = Date()
                 h.lastError = report.conntrackFailure.map { "rules in force, conntrack marking failed: \($0)" }
                 h.enforcedVersion = snapshot.version
+                h.enforcedResourceVersions = snapshot.resourceVersions
             }
             if let failure = report.conntrackFailure {
                 metrics.errors(cause: "conntrack").increment()

@@ -66,6 +66,9 @@ struct DaemonCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("The port of /metrics.", valueName: "port"))
     var metricsPort = 20244
 
+    @Option(help: ArgumentHelp("The IPv4 address /healthz and /metrics listen on.", valueName: "address"))
+    var statusAddress = "0.0.0.0"
+
     @Option(help: ArgumentHelp(
         "Let no forwarded traffic reach or leave an address of this node's pod CIDRs that is not a known pod yet (true|false).",
         valueName: "bool"))
@@ -74,7 +77,15 @@ struct DaemonCommand: AsyncParsableCommand {
     @Option(help: "Log lines as text or json.")
     var logFormat: LogFormat = .text
 
+    @Option(help: ArgumentHelp("The least level logged: trace, debug, info, notice, warning, error, critical.", valueName: "level"))
+    var logLevel: String = "info"
+
     @OptionGroup var marks: MarkOptions
+
+    @Option(help: ArgumentHelp(
+        "Apply the rules in this network namespace (e.g. /run/netns/NAME) instead of this process's; the API is still reached from this one. For test clusters and demos.",
+        valueName: "path"))
+    var netns: String?
 
     @Option(name: .customLong("run-firewall"), help: .hidden) var runFirewall: Bool?
     @Option(name: .customLong("run-router"), help: .hidden) var runRouter: Bool?
@@ -87,6 +98,7 @@ struct DaemonCommand: AsyncParsableCommand {
         for (name, port) in [("--health-port", healthPort), ("--metrics-port", metricsPort)] where !(1...65535).contains(port) {
             throw ValidationError("\(name): \(port) is not a port (1-65535)")
         }
+        if Logger.Level(rawValue: logLevel) == nil { throw ValidationError("--log-level: '\(logLevel)' is not one of trace, debug, info, notice, warning, error, critical") }
         if iptablesSyncPeriod.duration < .milliseconds(100) { throw ValidationError("--iptables-sync-period must be at least 100ms") }
     }
 
@@ -103,12 +115,17 @@ struct DaemonCommand: AsyncParsableCommand {
 
     func run() async throws {
         let format = logFormat
+        let level = Logger.Level(rawValue: logLevel) ?? .info
         LoggingSystem.bootstrap { label in
             switch format {
-            case .text: var handler = StreamLogHandler.standardError(label: label)
-                handler.logLevel = .info
+            case .text:
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = level
                 return handler
-            case .json: return JSONLogHandler(label: label)
+            case .json:
+                var handler = JSONLogHandler(label: label)
+                handler.logLevel = level
+                return handler
             }
         }
         let logger = Logger(label: "picket")
@@ -137,6 +154,7 @@ struct DaemonCommand: AsyncParsableCommand {
         options.sync.minInterval = minSyncInterval.duration
         options.sync.compile = marks.compileOptions()
         options.sync.blockUnknownPodIPs = blockUnknownPodIps
+        options.sync.networkNamespace = netns
         let client = APIClient(connection: connection, userAgent: "picket/\(Picket.configuration.version) (\(node))")
         let agent = NodeAgent(client: client, executor: Executor(kernel: SystemKernel()), options: options, logger: logger)
 
@@ -146,10 +164,10 @@ struct DaemonCommand: AsyncParsableCommand {
         var servers: [StatusServer] = []
         do {
             if healthPort == metricsPort {
-                servers.append(try StatusServer(port: healthPort, routes: ["/healthz": agent.health, "/metrics": metrics]))
+                servers.append(try StatusServer(address: statusAddress, port: healthPort, routes: ["/healthz": agent.health, "/metrics": metrics]))
             } else {
-                servers.append(try StatusServer(port: healthPort, routes: ["/healthz": agent.health]))
-                servers.append(try StatusServer(port: metricsPort, routes: ["/metrics": metrics]))
+                servers.append(try StatusServer(address: statusAddress, port: healthPort, routes: ["/healthz": agent.health]))
+                servers.append(try StatusServer(address: statusAddress, port: metricsPort, routes: ["/metrics": metrics]))
             }
         } catch {
             printError("picket: error: \(error)")
