@@ -2,11 +2,13 @@
 # Every target installs what it needs on a fresh Debian machine first (`make deps`).
 
 SWIFT        ?= swift
-DEBIAN_DEPS  := iptables ipset libipset-dev libnetfilter-conntrack-dev libcurl4-openssl-dev iproute2 conntrack kmod python3 pkg-config openssl ca-certificates
+DEBIAN_DEPS  := iptables ipset libipset-dev libnetfilter-conntrack-dev libcurl4-openssl-dev iproute2 conntrack kmod python3 python3-yaml pkg-config openssl ca-certificates
 NODE         ?= node-a
 DEMO         ?= Fixtures/demo/input
+# Debian's interpreter (python3-yaml is installed for it), else the first on PATH.
+PYTHON       ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo python3)
 
-.PHONY: all deps build run test fuzz fuzz-manifests fuzz-json golden bench clean
+.PHONY: all deps build run dry-run test fuzz fuzz-manifests fuzz-json golden bench clean
 
 all: build
 
@@ -26,8 +28,14 @@ deps:
 build: deps
 	$(SWIFT) build
 
-# The main job on the bundled example: the rules node-a of the demo cluster enforces.
+# The main job, live (root): the test API server holding the bundled demo cluster, `picket daemon`
+# for node-a of a network-namespace node, the reachability matrix before and after a policy
+# change made through the API; everything removed on exit.
 run: build
+	$(PYTHON) demo/live-demo.py $$($(SWIFT) build --show-bin-path)/picket
+
+# The rules node-a of the demo cluster enforces, printed (no root, no kernel).
+dry-run: build
 	$$($(SWIFT) build --show-bin-path)/picket dry-run --node $(NODE) --from $(DEMO)
 
 # Unit, golden and executor tests, then the kernel suite on its own (its probes have short
