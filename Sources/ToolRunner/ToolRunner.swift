@@ -30,8 +30,7 @@ public struct ToolResult: Sendable {
 /// with many launches from several threads.) With a `timeout` (seconds), a tool still running
 /// then is killed (SIGKILL, by its PID) and reported as timed out; its pipes are drained for at
 /// most 5 s more. With `environment`, the tool gets exactly those variables instead of this
-/// process's; a `path` without a slash is then looked up in `PATH` (this process's), as a shell
-/// would.
+/// process's. A `path` without a slash is looked up in `PATH` (this process's), as a shell would.
 public func runTool(
     _ path: String, _ arguments: [String], stdin: String? = nil, timeout: Double? = nil, environment: [String: String]? = nil
 ) -> ToolResult {
@@ -41,21 +40,6 @@ public func runTool(
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
     defer { posix_spawn_file_actions_destroy(&actions) }
-    // The tool starts with no signal blocked and SIGPIPE at its default, whatever the calling
-    // thread's mask (threads of the Swift runtime block most signals, SIGTERM included).
-    var attributes = posix_spawnattr_t()
-    posix_spawnattr_init(&attributes)
-    defer { posix_spawnattr_destroy(&attributes) }
-    var noSignals = sigset_t()
-    sigemptyset(&noSignals)
-    posix_spawnattr_setsigmask(&attributes, &noSignals)
-    var defaults = sigset_t()
-    sigemptyset(&defaults)
-    sigaddset(&defaults, SIGPIPE)
-    posix_spawnattr_setsigdefault(&attributes, &defaults)
-    posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-    let argv: [UnsafeMutablePointer<CChar>?] = ([path] + arguments).map { strdup($0) } + [nil]
-    defer { for arg in argv { free(arg) } }
     var pid: pid_t = 0
 
     // Close-on-exec pipes: a tool spawned meanwhile from another thread must not inherit these
@@ -67,12 +51,7 @@ public func runTool(
         posix_spawn_file_actions_adddup2(&actions, input[0], 0)
         posix_spawn_file_actions_adddup2(&actions, output[1], 1)
         posix_spawn_file_actions_adddup2(&actions, errors[1], 2)
-        guard let environment else { return posix_spawn(&pid, path, &actions, &attributes, argv, environ) }
-        let envp: [UnsafeMutablePointer<CChar>?] = environment.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer { for entry in envp { free(entry) } }
-        return path.contains("/")
-            ? posix_spawn(&pid, path, &actions, &attributes, argv, envp)
-            : posix_spawnp(&pid, path, &actions, &attributes, argv, envp)
+        return spawn(&pid, path, arguments, environment: environment, actions: &actions)
     }
     guard spawned >= 0 else {
         for fd in input + output + errors where fd >= 0 { close(fd) }
@@ -177,34 +156,8 @@ public final class BackgroundTool: @unchecked Sendable {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, logPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var noSignals = sigset_t()
-        sigemptyset(&noSignals)
-        posix_spawnattr_setsigmask(&attributes, &noSignals)
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        sigaddset(&defaults, SIGPIPE)
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-        let argv: [UnsafeMutablePointer<CChar>?] = ([path] + arguments).map { strdup($0) } + [nil]
-        defer { for arg in argv { free(arg) } }
-        let envp: [UnsafeMutablePointer<CChar>?]? = environment.map { $0.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") } + [nil] }
-        defer { for entry in envp ?? [] { free(entry) } }
         var child: pid_t = 0
-        let spawned: Int32 = spawnLock.withLock { _ in
-            if let envp {
-                return envp.withUnsafeBufferPointer { env in
-                    path.contains("/")
-                        ? posix_spawn(&child, path, &actions, &attributes, argv, UnsafeMutablePointer(mutating: env.baseAddress))
-                        : posix_spawnp(&child, path, &actions, &attributes, argv, UnsafeMutablePointer(mutating: env.baseAddress))
-                }
-            }
-            return path.contains("/")
-                ? posix_spawn(&child, path, &actions, &attributes, argv, environ)
-                : posix_spawnp(&child, path, &actions, &attributes, argv, environ)
-        }
+        let spawned = spawnLock.withLock { _ in spawn(&child, path, arguments, environment: environment, actions: &actions) }
         guard spawned == 0 else { throw BackgroundToolError(description: "cannot run \(path): \(String(cString: strerror(spawned)))") }
         pid = child
     }
@@ -249,6 +202,33 @@ public final class BackgroundTool: @unchecked Sendable {
     deinit { stop() }
 }
 
+/// posix_spawn (posix_spawnp, searching this process's PATH, for a path without a slash) of `path`
+/// with `arguments` and `actions`; the tool starts with no signal blocked and SIGPIPE at its
+/// default, whatever the calling thread's mask (threads of the Swift runtime block most signals,
+/// SIGTERM included), with `environment` or this process's. Returns posix_spawn's result.
+private func spawn(
+    _ pid: inout pid_t, _ path: String, _ arguments: [String], environment: [String: String]?, actions: inout posix_spawn_file_actions_t
+) -> Int32 {
+    var attributes = posix_spawnattr_t()
+    posix_spawnattr_init(&attributes)
+    defer { posix_spawnattr_destroy(&attributes) }
+    var noSignals = sigset_t()
+    sigemptyset(&noSignals)
+    posix_spawnattr_setsigmask(&attributes, &noSignals)
+    var defaults = sigset_t()
+    sigemptyset(&defaults)
+    sigaddset(&defaults, SIGPIPE)
+    posix_spawnattr_setsigdefault(&attributes, &defaults)
+    posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+    let argv: [UnsafeMutablePointer<CChar>?] = ([path] + arguments).map { strdup($0) } + [nil]
+    defer { for arg in argv { free(arg) } }
+    let envp: [UnsafeMutablePointer<CChar>?]? = environment.map { $0.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") } + [nil] }
+    defer { for entry in envp ?? [] { free(entry) } }
+    return envp.withUnsafeBufferPointerOrEnviron { env in
+        path.contains("/") ? posix_spawn(&pid, path, &actions, &attributes, argv, env) : posix_spawnp(&pid, path, &actions, &attributes, argv, env)
+    }
+}
+
 /// A background tool that could not start.
 public struct BackgroundToolError: Error, CustomStringConvertible {
     /// Why.
@@ -258,4 +238,12 @@ public struct BackgroundToolError: Error, CustomStringConvertible {
 /// WIFEXITED / WEXITSTATUS / WTERMSIG, written out: the C macros are not imported.
 func decodeWaitStatus(_ status: Int32) -> Int32 {
     (status & 0x7F) == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
+}
+
+extension Optional where Wrapped == [UnsafeMutablePointer<CChar>?] {
+    /// `body` with these entries as an environment block, or with this process's when nil.
+    fileprivate func withUnsafeBufferPointerOrEnviron(_ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>?) -> Int32) -> Int32 {
+        guard let entries = self else { return body(environ) }
+        return entries.withUnsafeBufferPointer { body($0.baseAddress) }
+    }
 }

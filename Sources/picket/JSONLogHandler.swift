@@ -1,4 +1,5 @@
 import Foundation
+import KubeModel
 import Logging
 
 /// A swift-log handler writing one JSON object per line to stderr: `time` (RFC 3339 UTC with
@@ -42,24 +43,5 @@ struct JSONLogHandler: LogHandler {
             Int(parts.tm_hour), Int(parts.tm_min), Int(parts.tm_sec), now.tv_nsec / 1_000_000)
     }
 
-    /// A JSON string literal.
-    private func quote(_ text: String) -> String {
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if scalar.value < 0x20 {
-                    out += String(format: "\\u%04x", scalar.value)
-                } else {
-                    out.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        return out + "\""
-    }
+    private func quote(_ text: String) -> String { YAMLToJSON.quoted(text) }
 }

@@ -145,14 +145,7 @@ extension KernelSuite {
             ])
             var version = try server.apply(state.pods.map(Self.json))
             let kubeconfig = cluster.workDir + "/kubeconfig"
-            try """
-                apiVersion: v1
-                kind: Config
-                clusters: [{name: test, cluster: {server: "\(server.api)", certificate-authority: "\(server.caPath)"}}]
-                users: [{name: picket, user: {token: test-token}}]
-                contexts: [{name: test, context: {cluster: test, user: picket}}]
-                current-context: test
-                """.write(toFile: kubeconfig, atomically: true, encoding: .utf8)
+            try server.writeKubeconfig(to: kubeconfig)
             let daemons = try cluster.nodes.map { node in
                 try DaemonUnderTest(node: node.name, kubeconfig: kubeconfig, netns: "/run/netns/\(cluster.nodeNamespace[node.name]!)", workDir: cluster.workDir)
             }

@@ -47,14 +47,7 @@ import ToolRunner
         let server = try TestAPIServer()
         try server.apply(try demoObjects())
         let kubeconfig = server.directory + "/kubeconfig"
-        try """
-            apiVersion: v1
-            kind: Config
-            clusters: [{name: demo, cluster: {server: "\(server.api)", certificate-authority: "\(server.caPath)"}}]
-            users: [{name: picket, user: {token: test-token}}]
-            contexts: [{name: demo, context: {cluster: demo, user: picket}}]
-            current-context: demo
-            """.write(toFile: kubeconfig, atomically: true, encoding: .utf8)
+        try server.writeKubeconfig(to: kubeconfig)
         return (server, kubeconfig)
     }
 

@@ -103,6 +103,18 @@ public final class TestAPIServer: @unchecked Sendable {
             server: api, tls: TLSConfig(certificateAuthority: .file(caPath)), credentials: .token(token), origin: "the test API server's token")
     }
 
+    /// Writes a kubeconfig for the API (the test CA, a bearer token) to `path`.
+    public func writeKubeconfig(to path: String, token: String = "test-token") throws {
+        try """
+            apiVersion: v1
+            kind: Config
+            clusters: [{name: test, cluster: {server: "\(api)", certificate-authority: "\(caPath)"}}]
+            users: [{name: picket, user: {token: \(token)}}]
+            contexts: [{name: test, context: {cluster: test, user: picket}}]
+            current-context: test
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+    }
+
     /// Calls the control surface: POST (or GET without a body) of JSON; the JSON answer.
     @discardableResult
     public func control(_ path: String, _ body: Any? = nil) throws -> [String: Any] {
