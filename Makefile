@@ -92,11 +92,13 @@ golden: deps
 	$(SWIFT) test --filter GoldenTests
 	@git status --short Fixtures
 
-# Compile, apply and executor figures for synthetic clusters (release build), then the data-path
+# Compile, apply, executor and decode figures for synthetic clusters (release build), informer
+# sync time and store memory against the test API server (10k and 50k pods), then the data-path
 # benchmark: ApacheBench between two pods with and without the rules of an 8,000-pod cluster.
 bench: deps
 	$(SWIFT) build -c release --product picket-bench
 	$$($(SWIFT) build -c release --show-bin-path)/picket-bench
+	$$($(SWIFT) build -c release --show-bin-path)/picket-bench informer
 	bash Benchmarks/dataplane/run.sh
 
 clean:
