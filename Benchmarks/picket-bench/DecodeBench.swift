@@ -245,11 +245,16 @@ struct DecodeBench {
         ok = row("Yams (JSON read as YAML, \(yamsPods) pods)", bytes: sample.count, runs: 1) {
             ManifestDecoder.decodeYAML(sampleText, source: "pods.json").pods.count
         } && ok
-        print("\ndry-run end to end: the 10k cluster (\(Format.count(cluster.pods.count)) pods, \(Format.count(cluster.writtenPolicies.count)) policies) exported as one JSON List, node \(SyntheticCluster.benchNode)")
-        print("| export | size | read + decode | snapshot + compile + render | total | issues |")
-        print("|---|---:|---:|---:|---:|---:|")
-        ok = endToEnd(cluster, realShaped: false) && ok
-        return endToEnd(cluster, realShaped: true) && ok
+        print("\ndry-run end to end: each cluster exported as one JSON List, node \(SyntheticCluster.benchNode)")
+        print("| cluster | export | size | read + decode | snapshot + compile + render | total | issues |")
+        print("|---|---|---:|---:|---:|---:|---:|")
+        for size in ClusterSize.all {
+            var sized = ClusterGenerator()
+            let exported = size.label == "10k" ? cluster : sized.cluster(size)
+            ok = endToEnd(exported, label: size.label, realShaped: false) && ok
+            ok = endToEnd(exported, label: size.label, realShaped: true) && ok
+        }
+        return ok
     }
 
     /// A list page through the API path; returns the pod count, -1 when it fails or leaves items out.
@@ -286,8 +291,8 @@ struct DecodeBench {
         return count >= 0
     }
 
-    /// The 10k / 2k cluster as one JSON List file: read + snapshot + compile + render, vs compile alone.
-    private func endToEnd(_ cluster: SyntheticCluster, realShaped: Bool) -> Bool {
+    /// A cluster as one JSON List file: read + snapshot + compile + render, vs compile alone.
+    private func endToEnd(_ cluster: SyntheticCluster, label: String, realShaped: Bool) -> Bool {
         let list = ClusterExport.list(cluster, realShaped: realShaped)
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("picket-bench-\(getpid())-cluster.json")
         do {
@@ -317,7 +322,7 @@ struct DecodeBench {
             totals.append(end - start)
             issues = set.issues.count
         }
-        print("| \(realShaped ? "real-shaped pods" : "lean pods") | \(Format.bytes(list.count)) | \(Format.ms(median(reads))) | \(Format.ms(median(compiles))) | \(Format.ms(median(totals))) | \(issues) |")
+        print("| \(label) | \(realShaped ? "real-shaped pods" : "lean pods") | \(Format.bytes(list.count)) | \(Format.ms(median(reads))) | \(Format.ms(median(compiles))) | \(Format.ms(median(totals))) | \(issues) |")
         return issues == 0
     }
 }
