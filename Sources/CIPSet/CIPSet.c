@@ -249,6 +249,28 @@ int picket_ipset_save(picket_ipset *handle) {
     return 0;
 }
 
+int picket_ipset_list_headers(picket_ipset *handle) {
+    picket_ipset_reset_failure(handle);
+    handle->output_length = 0;
+    handle->output_failed = false;
+    if (handle->output != NULL) handle->output[0] = '\0';
+    struct ipset_session *session = ipset_session(handle->ipset);
+    if (ipset_session_output(session, IPSET_LIST_PLAIN) < 0) {
+        return picket_ipset_session_failure(handle, "Cannot select the plain output mode.");
+    }
+    ipset_envopt_set(session, IPSET_ENV_LIST_HEADER);
+    if (ipset_cmd(session, IPSET_CMD_LIST, 0) < 0 ||
+        ipset_session_report_type(session) > IPSET_WARNING) {
+        return picket_ipset_session_failure(handle, "Cannot list the sets' headers.");
+    }
+    ipset_session_report_reset(session);
+    if (handle->output_failed) {
+        picket_ipset_record_text(handle, IPSET_OTHER_PROBLEM, "%s", "Cannot grow the output buffer.");
+        return -1;
+    }
+    return 0;
+}
+
 const char *picket_ipset_output(const picket_ipset *handle, size_t *length) {
     *length = handle->output_length;
     return handle->output != NULL ? handle->output : "";

@@ -3,6 +3,7 @@ import Foundation
 import IPSetKit
 import KubeModel
 import PolicyCompiler
+import Synchronization
 import ToolRunner
 
 /// The kernel interfaces the executor uses, injected so that tests and the daemon choose how
@@ -19,6 +20,32 @@ public protocol KernelAccess {
     /// Sets the re-check bit `mark` on the conntrack entries of these addresses; returns how many
     /// entries changed.
     func recheckConntrack(_ addresses: Set<IPAddress>, mark: UInt32) throws(ApplyError) -> Int
+    /// A cheap sign of the state of Picket's part of the kernel, equal between two calls only if
+    /// nothing was changed in between (see `KernelFingerprint`); nil when this kernel cannot
+    /// tell (legacy iptables has no generation counter), and every verify reads back.
+    func fingerprint() throws(ApplyError) -> KernelFingerprint?
+}
+
+extension KernelAccess {
+    /// No fingerprint: every verify reads the kernel back.
+    public func fingerprint() throws(ApplyError) -> KernelFingerprint? { nil }
+}
+
+/// What a verify compares instead of reading everything back: the nf_tables generation (moved by
+/// every committed change of any table in the namespace, by anyone) and the headers of Picket's
+/// sets (type, options, the hash's random seed, size in memory, references, number of entries:
+/// a set recreated, resized, or with members added or removed shows another header).
+public struct KernelFingerprint: Hashable, Sendable {
+    /// The nf_tables ruleset generation.
+    public var generation: UInt32
+    /// `ipset list -terse` of Picket's sets.
+    public var setHeaders: String
+
+    /// Creates a fingerprint.
+    public init(generation: UInt32, setHeaders: String) {
+        self.generation = generation
+        self.setHeaders = setHeaders
+    }
 }
 
 /// Why an apply failed. The message names the step, the tool, and the failing input line with
@@ -130,6 +157,42 @@ public struct SystemKernel: KernelAccess {
             throw ApplyError(step: tool, message: message.isEmpty ? "exit status \(result.status)" : message, context: context)
         }
     }
+
+    /// With the nf_tables backend, the ruleset generation and the sets' headers; nil with legacy
+    /// iptables (its tables have no generation).
+    public func fingerprint() throws(ApplyError) -> KernelFingerprint? {
+        guard backend == .nfTables else { return nil }
+        let generation: UInt32
+        switch RulesetGeneration.current() {
+        case .success(let value): generation = value
+        case .failure(let error): throw ApplyError(step: "nf_tables generation", message: error.description)
+        }
+        do {
+            return KernelFingerprint(generation: generation, setHeaders: try IPSetSession().headers(prefix: Names.setPrefix))
+        } catch {
+            throw ApplyError(step: "ipset list -terse", message: error.description)
+        }
+    }
+
+    /// Which backend the iptables tools in `toolDirectory` drive.
+    public var backend: Backend { Self.backends.withLock { known in
+        if let backend = known[toolDirectory] { return backend }
+        let result = runTool("\(toolDirectory)/iptables", ["-V"], stdin: nil, timeout: toolTimeout)
+        let backend: Backend = result.stdout.contains("nf_tables") ? .nfTables : .legacy
+        known[toolDirectory] = backend
+        return backend
+    } }
+
+    /// An iptables backend.
+    public enum Backend: Sendable {
+        /// iptables-nft: the tables are nf_tables tables, with a generation counter.
+        case nfTables
+        /// iptables-legacy (x_tables).
+        case legacy
+    }
+
+    /// Backends by tool directory, asked once per process.
+    private static let backends = Mutex<[String: Backend]>([:])
 
     public func recheckConntrack(_ addresses: Set<IPAddress>, mark: UInt32) throws(ApplyError) -> Int {
         guard !addresses.isEmpty else { return 0 }

@@ -1,8 +1,12 @@
 // Executor: the only module that changes the kernel.
 //
 // Design note (after Felix's `Table`): the executor holds the desired state as a `NodeState`
-// (Picket's chains, hooks and sets, as text exactly as iptables-save and ipset save print
-// them), reads the node's actual state the same way, and plans the difference. A plan is
+// (Picket's chains, hooks and sets), reads the node's actual state, and plans the difference.
+// Rules are compared by identity, not by text: each carries `picket:` and a hash of its compiled
+// words in its comment (`RuleIdentity`), so two iptables builds that print a rule differently
+// agree, while any rule Picket did not write, or wrote elsewhere, differs. Sets are compared by
+// header and members as ipset prints them; the compiler's typed roles (chain kinds and calls,
+// set roles) tell the planner what each is, with no parsing of names or rule text. A plan is
 // executed in up to four steps that never open a protected pod nor drop an allowed flow:
 //
 //   1. ipset: create new sets, filled (nothing references them yet); resize sets by swap;
@@ -40,14 +44,49 @@ public struct NodeState: Hashable, Sendable {
         public var extensions: [String]
         /// Members as `ipset save` prints them.
         public var members: Set<String>
+        /// What the rules use it for (from the compiler; nil for a set read from the kernel).
+        /// Not part of equality: a set read back equals the desired one when the kernel holds it.
+        public var role: IPSet.Role?
 
         /// Creates a set state.
-        public init(type: String, family: String, maxElements: Int, extensions: [String] = [], members: Set<String>) {
+        public init(
+            type: String, family: String, maxElements: Int, extensions: [String] = [], members: Set<String>, role: IPSet.Role? = nil
+        ) {
             self.type = type
             self.family = family
             self.maxElements = maxElements
             self.extensions = extensions
             self.members = members
+            self.role = role
+        }
+
+        /// The state of a compiled set.
+        init(_ set: IPSet) {
+            self.init(
+                type: set.kind.rawValue, family: set.familyName, maxElements: set.maxElements, extensions: set.extensions,
+                members: Set(set.memberTexts), role: set.role)
+        }
+
+        public static func == (lhs: SetState, rhs: SetState) -> Bool {
+            lhs.sameHeader(rhs) && lhs.members == rhs.members
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            hasher.combine(type)
+            hasher.combine(family)
+            hasher.combine(members)
+        }
+
+        /// The `create` line of this set under `name`.
+        func createLine(_ name: String) -> String {
+            IPSet.createWords(name: name, type: type, family: family, maxElements: maxElements, extensions: extensions)
+                .joined(separator: " ")
+        }
+
+        /// Whether it is a dispatch set (its members are re-tagged in place).
+        var isDispatch: Bool {
+            if case .dispatch = role { return true }
+            return false
         }
 
         /// Whether `other` can become this set by member changes alone (else: swap).
@@ -77,16 +116,52 @@ public struct NodeState: Hashable, Sendable {
         var label: String { "\(family == .v4 ? "ipv4" : "ipv6") \(table.rawValue)" }
     }
 
+    /// One of Picket's chains: its rules' identities, which are what is compared, and their text.
+    public struct ChainState: Hashable, Sendable {
+        /// Each rule's identity (`RuleIdentity`), in order; for a rule read from the kernel without
+        /// one, a value no compiled rule has.
+        public var hashes: [String]
+        /// The rules as written after `-A NAME ` (desired), or as the kernel's tools print them
+        /// (read back). Not compared.
+        public var texts: [String]
+        /// What the chain is in the layout (from the compiler; nil when read from the kernel).
+        public var kind: Chain.Kind?
+        /// Picket's chains it calls (from the compiler).
+        public var calls: [String]
+
+        /// Creates a chain state.
+        public init(hashes: [String], texts: [String], kind: Chain.Kind? = nil, calls: [String] = []) {
+            self.hashes = hashes
+            self.texts = texts
+            self.kind = kind
+            self.calls = calls
+        }
+
+        /// The state of a compiled chain.
+        public init(_ chain: Chain) {
+            self.init(hashes: chain.ruleHashes, texts: chain.ruleTexts, kind: chain.kind, calls: chain.calls)
+        }
+
+        /// The state of rules as the kernel's tools print them.
+        init(saved rules: [String]) {
+            self.init(hashes: rules.map { RuleIdentity.hash(inSaved: $0[...]) ?? "unstamped " + $0 }, texts: rules)
+        }
+
+        public static func == (lhs: ChainState, rhs: ChainState) -> Bool { lhs.hashes == rhs.hashes }
+
+        public func hash(into hasher: inout Hasher) { hasher.combine(hashes) }
+    }
+
     /// One table of one family, reduced to what Picket owns.
     public struct TableState: Hashable, Sendable {
-        /// Picket's chains (`PICKET-*`) and their rules (text after `-A NAME `), in order.
-        public var chains: [String: [String]]
+        /// Picket's chains (`PICKET-*`).
+        public var chains: [String: ChainState]
         /// Per built-in chain, its rules that jump into Picket's chains, with their 1-based
         /// positions; for the desired state, the hooks in order at positions 1, 2, ...
         public var hooks: [String: [HookRule]]
 
         /// Creates a table state.
-        public init(chains: [String: [String]] = [:], hooks: [String: [HookRule]] = [:]) {
+        public init(chains: [String: ChainState] = [:], hooks: [String: [HookRule]] = [:]) {
             self.chains = chains
             self.hooks = hooks
         }
@@ -96,8 +171,29 @@ public struct NodeState: Hashable, Sendable {
     public struct HookRule: Hashable, Sendable {
         /// Its 1-based position in the built-in chain.
         public var position: Int
-        /// Its text after `-A BUILTIN `.
+        /// Its identity (as for chain rules).
+        public var hash: String
+        /// Its text after `-A BUILTIN `. Not compared.
         public var text: String
+
+        /// Creates a hook rule.
+        public init(position: Int, hash: String, text: String) {
+            self.position = position
+            self.hash = hash
+            self.text = text
+        }
+
+        /// A hook rule as the kernel's tools print it.
+        init(position: Int, saved text: String) {
+            self.init(position: position, hash: RuleIdentity.hash(inSaved: text[...]) ?? "unstamped " + text, text: text)
+        }
+
+        public static func == (lhs: HookRule, rhs: HookRule) -> Bool { lhs.position == rhs.position && lhs.hash == rhs.hash }
+
+        public func hash(into hasher: inout Hasher) {
+            hasher.combine(position)
+            hasher.combine(hash)
+        }
     }
 
     /// Sets by name.
@@ -131,9 +227,7 @@ public struct NodeState: Hashable, Sendable {
             if let old = oldSets[set.name], old == set, let state = previous?.state.sets[set.name] {
                 sets[set.name] = state
             } else {
-                sets[set.name] = SetState(
-                    type: set.kind.rawValue, family: set.family == .v4 ? "inet" : "inet6", maxElements: set.maxElements,
-                    extensions: set.tagged ? ["comment", "skbinfo"] : [], members: Set(set.memberTexts))
+                sets[set.name] = SetState(set)
             }
         }
         var tables: [TableKey: TableState] = [:]
@@ -147,15 +241,15 @@ public struct NodeState: Hashable, Sendable {
                 let oldState = previous?.state.tables[key]
                 var state = TableState()
                 for chain in table.chains where chain.table == name {
-                    if let old = oldChains[chain.name], old == chain, let texts = oldState?.chains[chain.name] {
-                        state.chains[chain.name] = texts
+                    if let old = oldChains[chain.name], old == chain, let known = oldState?.chains[chain.name] {
+                        state.chains[chain.name] = known
                     } else {
-                        state.chains[chain.name] = chain.ruleTexts
+                        state.chains[chain.name] = ChainState(chain)
                     }
                 }
                 for hook in table.hooks where hook.table == name {
                     let position = (state.hooks[hook.builtin]?.count ?? 0) + 1
-                    state.hooks[hook.builtin, default: []].append(HookRule(position: position, text: hook.ruleText))
+                    state.hooks[hook.builtin, default: []].append(HookRule(position: position, hash: hook.ruleHash, text: hook.ruleText))
                 }
                 if !state.chains.isEmpty || !state.hooks.isEmpty { tables[key] = state }
             }
@@ -173,7 +267,8 @@ public struct NodeState: Hashable, Sendable {
 public enum KernelText {
     /// Picket's part of `iptables-save` (or ip6tables-save) output, per table it writes.
     public static func parseTables(_ text: String) -> [TableName: NodeState.TableState] {
-        var states: [TableName: NodeState.TableState] = [:]
+        var chains: [TableName: [String: [String]]] = [:]
+        var hooks: [TableName: [String: [NodeState.HookRule]]] = [:]
         var builtinCounts: [String: Int] = [:]
         var builtins: Set<String> = []
         var current: TableName? = nil
@@ -190,7 +285,7 @@ public enum KernelText {
                 let words = line.dropFirst().split(separator: " ")
                 guard let name = words.first.map(String.init) else { continue }
                 if name.hasPrefix(Names.chainPrefix) {
-                    states[table, default: .init()].chains[name] = states[table]?.chains[name] ?? []
+                    chains[table, default: [:]][name] = chains[table]?[name] ?? []
                 } else if words.count > 1 && words[1] != "-" {
                     builtins.insert(name)
                 }
@@ -202,14 +297,19 @@ public enum KernelText {
             let chain = String(rest[..<space])
             let rule = String(rest[rest.index(after: space)...])
             if chain.hasPrefix(Names.chainPrefix) {
-                states[table, default: .init()].chains[chain, default: []].append(rule)
+                chains[table, default: [:]][chain, default: []].append(rule)
             } else if builtins.contains(chain) {
                 let position = builtinCounts[chain, default: 0] + 1
                 builtinCounts[chain] = position
                 if jumpsIntoPicket(rule) {
-                    states[table, default: .init()].hooks[chain, default: []].append(NodeState.HookRule(position: position, text: rule))
+                    hooks[table, default: [:]][chain, default: []].append(NodeState.HookRule(position: position, saved: rule))
                 }
             }
+        }
+        var states: [TableName: NodeState.TableState] = [:]
+        for table in Set(chains.keys).union(hooks.keys) {
+            states[table] = NodeState.TableState(
+                chains: (chains[table] ?? [:]).mapValues { NodeState.ChainState(saved: $0) }, hooks: hooks[table] ?? [:])
         }
         return states
     }

@@ -49,7 +49,7 @@ public struct Plan: Sendable {
     public init(from current: NodeState, to desired: NodeState, transition: [IPAddress.Family: [Chain]] = [:]) {
         planSets(current, desired)
         for family in IPAddress.Family.allCases {
-            let interim = Dictionary(uniqueKeysWithValues: (transition[family] ?? []).map { ($0.name, $0.ruleTexts) })
+            let interim = Dictionary(uniqueKeysWithValues: (transition[family] ?? []).map { ($0.name, NodeState.ChainState($0)) })
             var step2: [String] = []
             var step4: [String] = []
             for table in TableName.allCases {
@@ -72,7 +72,7 @@ public struct Plan: Sendable {
         for name in desired.sets.keys.sorted() {
             let want = desired.sets[name]!
             guard let have = current.sets[name] else {
-                prepare.append(createLine(name, want))
+                prepare.append(want.createLine(name))
                 prepare += want.members.sorted().map { "add \(name) \($0)" }
                 created.append(name)
                 report.setsCreated.append(.init(name: name, added: want.members.count, removed: 0))
@@ -84,7 +84,7 @@ public struct Plan: Sendable {
                 // temporary set and swap, so the set is never partial.
                 let temporary = Plan.temporaryName(for: name)
                 if current.sets[temporary] != nil { prepare.append("destroy \(temporary)") }  // left by a crash
-                prepare.append(createLine(temporary, want))
+                prepare.append(want.createLine(temporary))
                 created.append(temporary)  // destroyed again if the swap (or anything after) fails
                 prepare += want.members.sorted().map { "add \(temporary) \($0)" }
                 prepare.append("swap \(name) \(temporary)")
@@ -96,7 +96,7 @@ public struct Plan: Sendable {
             let added = want.members.subtracting(have.members)
             let removed = have.members.subtracting(want.members)
             guard !added.isEmpty || !removed.isEmpty else { continue }
-            if Plan.isDispatchSet(name) {
+            if want.isDispatch {
                 // Keyed by address: a pod changing group is one `add -exist` (the kernel replaces the
                 // tag in place), after step 2 wrote a tree that knows the new number; a pod leaving
                 // isolation leaves before step 2 may drop its old number from the tree.
@@ -121,11 +121,6 @@ public struct Plan: Sendable {
         }
     }
 
-    private func createLine(_ name: String, _ set: NodeState.SetState) -> String {
-        (["create \(name) \(set.type) family \(set.family) hashsize 1024 maxelem \(set.maxElements)"] + set.extensions)
-            .joined(separator: " ")
-    }
-
     /// The address a set member's text starts with (its key in a dispatch set).
     static func memberAddress(_ member: String) -> String {
         member.split(separator: " ", maxSplits: 1).first.map(String.init) ?? member
@@ -137,19 +132,12 @@ public struct Plan: Sendable {
         Names.setPrefix + "tmp-" + String(name.suffix(19))
     }
 
-    /// Whether `name` is a dispatch set (isolated local pods tagged with their group's number).
-    static func isDispatchSet(_ name: String) -> Bool {
-        Direction.allCases.contains { direction in
-            IPAddress.Family.allCases.contains { Names.dispatchSet(direction, $0) == name }
-        }
-    }
-
     /// The lines of one table for step 2 and for step 4. Step 2 writes every changed chain (a
     /// dispatch tree chain in its `interim` form where it has one) and repairs hooks; stale
     /// chains are flushed and deleted in step 2, or in step 4 when an interim tree may still lead
     /// to them, in which case step 4 also writes the final trees.
     private mutating func planTable(
-        _ key: NodeState.TableKey, _ have: NodeState.TableState, _ want: NodeState.TableState, interim: [String: [String]]
+        _ key: NodeState.TableKey, _ have: NodeState.TableState, _ want: NodeState.TableState, interim: [String: NodeState.ChainState]
     ) -> (step2: [String], step4: [String]) {
         var step2Chains = want.chains
         for (name, rules) in interim { step2Chains[name] = rules }
@@ -181,7 +169,7 @@ public struct Plan: Sendable {
                 }
             }
             for chain in write {
-                step2 += step2Chains[chain]!.map { "-A \(chain) \($0)" }
+                step2 += step2Chains[chain]!.texts.map { "-A \(chain) \($0)" }
             }
             step2 += staleNow.map { "-X \($0)" }
             step2.append("COMMIT")
@@ -193,7 +181,7 @@ public struct Plan: Sendable {
             step4.append("*\(key.table.rawValue)")
             step4 += (settleWrite + staleLater).map { ":\($0) - [0:0]" }
             for chain in settleWrite {
-                step4 += want.chains[chain]!.map { "-A \(chain) \($0)" }
+                step4 += want.chains[chain]!.texts.map { "-A \(chain) \($0)" }
             }
             step4 += staleLater.map { "-X \($0)" }
             step4.append("COMMIT")
@@ -224,10 +212,15 @@ public struct Plan: Sendable {
             let mangle = NodeState.TableKey(family, .mangle)
             guard let want = desired.tables[filter] else { continue }
             let have = current.tables[filter] ?? .init()
-            let baseChanged = [Names.forwardChain, Names.inputChain].contains { have.chains[$0] != want.chains[$0] }
-                || [Names.markForwardChain, Names.markInputChain].contains {
-                    current.tables[mangle]?.chains[$0] != desired.tables[mangle]?.chains[$0]
+            // The chains every tagged packet passes: the base chains and the tagging chains.
+            let baseChanged = [filter, mangle].contains { key in
+                (desired.tables[key]?.chains ?? [:]).contains { name, chain in
+                    switch chain.kind {
+                    case .base?, .mark?: return current.tables[key]?.chains[name] != chain
+                    default: return false
+                    }
                 }
+            }
             for direction in Direction.allCases {
                 let name = Names.dispatchSet(direction, family)
                 var before: [String: String] = [:]
@@ -243,7 +236,7 @@ public struct Plan: Sendable {
                 }
             }
         }
-        for (name, after) in desired.sets where !isDispatchSet(name) {
+        for (name, after) in desired.sets where !after.isDispatch {
             guard let before = current.sets[name], before.members != after.members else { continue }
             for member in before.members where !after.members.contains(member) { add(member) }
         }
@@ -253,13 +246,7 @@ public struct Plan: Sendable {
     /// Whether a group chain or a policy chain it calls has other rules than before.
     static func groupChanged(_ group: String, _ have: NodeState.TableState, _ want: NodeState.TableState) -> Bool {
         guard have.chains[group] == want.chains[group] else { return true }
-        for rule in want.chains[group] ?? [] {
-            let words = rule.split(separator: " ")
-            guard let j = words.firstIndex(of: "-j"), j + 1 < words.count, words[j + 1].hasPrefix(Names.chainPrefix) else { continue }
-            let chain = String(words[j + 1])
-            if have.chains[chain] != want.chains[chain] { return true }
-        }
-        return false
+        return (want.chains[group]?.calls ?? []).contains { have.chains[$0] != want.chains[$0] }
     }
 }
 
@@ -297,6 +284,22 @@ public struct ApplyReport: Hashable, Sendable, CustomStringConvertible {
     /// in force for new flows, while established flows that lost access go on until they end
     /// (or until the next apply marks them).
     public var conntrackFailure: ApplyError?
+    /// How long flagging conntrack entries took, when any address needed it.
+    public var conntrackDuration: Duration?
+    /// How the kernel was checked before planning.
+    public var check: Check = .none
+    /// When the executor's owner should call it next with `Verification.scheduled`.
+    public var nextVerify: ContinuousClock.Instant?
+
+    /// How an apply checked the kernel.
+    public enum Check: Hashable, Sendable {
+        /// Not at all: planned against memory.
+        case none
+        /// By fingerprint, which showed nothing changed since memory last matched the kernel.
+        case fingerprint
+        /// Read back in full.
+        case readBack
+    }
 
     /// Creates an empty report.
     public init() {}

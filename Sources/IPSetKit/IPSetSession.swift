@@ -103,16 +103,39 @@ public final class IPSetSession: @unchecked Sendable {
     /// restore-format text: for each set a `create` line followed by its `add` lines, in the
     /// kernel's order (hash order, not sorted). Empty when no set matches.
     public func save(prefix: String? = nil) throws(IPSetError) -> String {
-        let saved = try withHandle { (handle: UnsafeHandle) throws(IPSetError) -> String in
-            guard picket_ipset_save(handle.pointer) == 0 else {
+        let saved = try output { picket_ipset_save($0) }
+        guard let prefix else { return saved }
+        return savedLines(saved, ofSetsWithPrefix: prefix)
+    }
+
+    /// The headers of the sets whose name starts with `prefix` (`ipset list -terse`): per set its
+    /// `Name:`, `Type:`, `Revision:`, `Header:` (options and the hash's random initval), `Size in
+    /// memory:`, `References:` and `Number of entries:` lines, in the kernel's order. Costs one
+    /// netlink dump without members: a cheap sign of whether anyone changed a set.
+    public func headers(prefix: String) throws(IPSetError) -> String {
+        let listed = try output { picket_ipset_list_headers($0) }
+        var kept = ""
+        var keeping = false
+        for line in listed.split(separator: "\n", omittingEmptySubsequences: true) {
+            if line.hasPrefix("Name: ") { keeping = line.dropFirst(6).hasPrefix(prefix) }
+            if keeping {
+                kept += line
+                kept += "\n"
+            }
+        }
+        return kept
+    }
+
+    /// The text a listing command (`picket_ipset_save`, `picket_ipset_list_headers`) printed.
+    private func output(of command: (OpaquePointer) -> Int32) throws(IPSetError) -> String {
+        try withHandle { (handle: UnsafeHandle) throws(IPSetError) -> String in
+            guard command(handle.pointer) == 0 else {
                 throw IPSetError(message: handle.failure().message)
             }
             var length = 0
             let output = picket_ipset_output(handle.pointer, &length)
             return String(decoding: UnsafeRawBufferPointer(start: output, count: length), as: UTF8.self)
         }
-        guard let prefix else { return saved }
-        return savedLines(saved, ofSetsWithPrefix: prefix)
     }
 
     /// Runs `body` on this session's next handle under the process-wide lock, then closes it.

@@ -177,9 +177,11 @@ private struct RulesetBuilder {
 
     /// Emits a set once; a second rule defining the same set (same name) shares it, and its
     /// members are computed only the first time.
-    func addSet(_ name: String, _ kind: IPSet.Kind, _ family: IPAddress.Family, purpose: String, members: () -> [IPSet.Member]) {
+    func addSet(
+        _ name: String, _ kind: IPSet.Kind, _ family: IPAddress.Family, role: IPSet.Role, purpose: String, members: () -> [IPSet.Member]
+    ) {
         guard sets.names.insert(name).inserted else { return }
-        sets.list.append(IPSet(name: name, kind: kind, family: family, members: members(), purpose: purpose))
+        sets.list.append(IPSet(name: name, kind: kind, family: family, members: members(), purpose: purpose, role: role))
     }
 
     /// Emits the unknown-pods set of `family` (`Names.unknownPodsSet`) when the node has pod
@@ -199,7 +201,7 @@ private struct RulesetBuilder {
         members += holes.map { IPSet.Member(CIDR(address: $0, prefix: family.bitWidth), nomatch: true) }
         addSet(IPSet(
             name: Names.unknownPodsSet(family), kind: .hashNet, family: family, members: members.sorted(),
-            purpose: "this node's pod CIDRs but its known pods: forwarded traffic of these addresses is dropped"))
+            purpose: "this node's pod CIDRs but its known pods: forwarded traffic of these addresses is dropped", role: .unknownPods))
         return true
     }
 
@@ -251,51 +253,52 @@ private struct RulesetBuilder {
             }
             : []
         let markForward = Chain(
-            name: Names.markForwardChain,
+            name: Names.markForwardChain, kind: .mark,
             rules: skipReplies + discovery + clear + [Direction.egress, .ingress].filter(mapping.contains).map(map) + unknown + stopRechecking,
             table: .mangle)
         let markInput = Chain(
-            name: Names.markInputChain,
+            name: Names.markInputChain, kind: .mark,
             rules: skipReplies + discovery + clear + (mapping.contains(.egress) ? [map(.egress)] : []) + stopRechecking,
             table: .mangle)
         // Admitted in every direction that applied: stop re-checking the flow.
         let admittedAll = ["-m", "connmark", "--mark", Self.hex(recheck, recheck), "-j", "CONNMARK", "--set-xmark", Self.hex(0, recheck)]
-        let forward = Chain(name: Names.forwardChain, rules: [
+        let forward = Chain(name: Names.forwardChain, kind: .base, rules: [
             ["-m", "mark", "!", "--mark", Self.hex(0, marks.egress), "-j", Names.egressChain],
             ["-m", "mark", "!", "--mark", Self.hex(0, marks.ingress), "-j", Names.ingressChain],
             admittedAll,
-        ])
-        let input = Chain(name: Names.inputChain, rules: [
+        ], calls: [Names.egressChain, Names.ingressChain])
+        let input = Chain(name: Names.inputChain, kind: .base, rules: [
             ["-j", Names.egressChain],
             admittedAll,
-        ])
+        ], calls: [Names.egressChain])
         // The hooks decide, in the built-in chain, whether a packet needs Picket at all: an
         // established packet of a flow not flagged for re-check walks two rules in mangle and one
         // in filter, and enters none of Picket's chains.
         let untracked = ["-m", "conntrack", "!", "--ctstate", "RELATED,ESTABLISHED"]
         let flagged = ["-m", "connmark", "--mark", Self.hex(recheck, recheck)]
         let hooks = [
-            Hook(table: .filter, builtin: "FORWARD", target: Names.forwardChain, comment: "picket: NetworkPolicy for pod traffic",
+            Hook(table: .filter, builtin: "FORWARD", target: Names.forwardChain, comment: "NetworkPolicy for pod traffic",
                  matches: ["-m", "mark", "!", "--mark", Self.hex(0, fields)]),
-            Hook(table: .filter, builtin: "INPUT", target: Names.inputChain, comment: "picket: NetworkPolicy egress from pods to this node",
+            Hook(table: .filter, builtin: "INPUT", target: Names.inputChain, comment: "NetworkPolicy egress from pods to this node",
                  matches: ["-m", "mark", "!", "--mark", Self.hex(0, marks.egress)]),
             Hook(table: .mangle, builtin: "FORWARD", target: Names.markForwardChain,
-                 comment: "picket: tag new pod connections with their policy groups", matches: untracked),
+                 comment: "tag new pod connections with their policy groups", matches: untracked),
             Hook(table: .mangle, builtin: "FORWARD", target: Names.markForwardChain,
-                 comment: "picket: tag flows flagged for re-check", matches: flagged),
+                 comment: "tag flows flagged for re-check", matches: flagged),
             Hook(table: .mangle, builtin: "INPUT", target: Names.markInputChain,
-                 comment: "picket: tag new connections from pods to this node", matches: untracked),
+                 comment: "tag new connections from pods to this node", matches: untracked),
             Hook(table: .mangle, builtin: "INPUT", target: Names.markInputChain,
-                 comment: "picket: tag flows flagged for re-check", matches: flagged),
+                 comment: "tag flows flagged for re-check", matches: flagged),
         ]
         return ([forward, input, markForward, markInput], hooks)
     }
 
     /// A group chain: each policy with rules in turn, RETURN as soon as one admits, else DROP.
     func groupChain(_ group: PodGroup) -> Chain {
-        var chain = Chain(name: group.chain)
+        var chain = Chain(name: group.chain, kind: .group(group.direction))
         for policy in group.policies where !policy.rules(group.direction).isEmpty {
             chain.rules.append(comment("\(policy.key)") + ["-j", Names.policyChain(policy.key, group.direction)])
+            chain.calls.append(Names.policyChain(policy.key, group.direction))
             chain.rules.append(admitted(group.direction) + ["-j", "RETURN"])
         }
         // Name the policies while they fit in a comment; count them past that.
@@ -307,7 +310,7 @@ private struct RulesetBuilder {
 
     /// One policy's rules of one direction for one family, and the sets they use.
     func policyChain(_ policy: Policy, _ direction: Direction, _ family: IPAddress.Family) -> Chain {
-        var chain = Chain(name: Names.policyChain(policy.key, direction))
+        var chain = Chain(name: Names.policyChain(policy.key, direction), kind: .policy(direction))
         let remote = direction == .ingress ? "src" : "dst"
         let rules = policy.rules(direction)
         for (position, rule) in rules.enumerated() {
@@ -328,7 +331,7 @@ private struct RulesetBuilder {
                 if needsPeers && !selectorPeers.isEmpty {
                     let definition = describe(selectorPeers, in: policy.key.namespace)
                     let name = Names.definedSet(.peers, definition: definition, family)
-                    addSet(name, .hashIP, family, purpose: definition) {
+                    addSet(name, .hashIP, family, role: .peers, purpose: definition) {
                         var members: [IPSet.Member] = []
                         for i in podPeers(policy, selectorPeers) {
                             for ip in snapshot.endpoints[i].ips where ip.family == family { members.append(IPSet.Member(ip)) }
@@ -347,7 +350,7 @@ private struct RulesetBuilder {
                     }
                     let definition = describe([peer], in: policy.key.namespace)
                     let name = Names.definedSet(.block, definition: definition, family)
-                    addSet(name, .hashNet, family, purpose: definition) { blockMembers(cidr, except) }
+                    addSet(name, .hashNet, family, role: .block, purpose: definition) { blockMembers(cidr, except) }
                     peerMatches.append(([], ["-m", "set", "--match-set", name, remote]))
                 }
             } else {
@@ -365,7 +368,7 @@ private struct RulesetBuilder {
                     ? "ingress \(describe(named)) on pods(\(policy.key.namespace);\(policy.podSelector))"
                     : "egress \(describe(named)) to " + (rule.peers.map { describe($0, in: policy.key.namespace) } ?? "<all>")
                 let name = Names.definedSet(.namedPorts, definition: definition, family)
-                addSet(name, .hashIPPort, family, purpose: definition) {
+                addSet(name, .hashIPPort, family, role: .namedPorts, purpose: definition) {
                     var members: [IPSet.Member] = []
                     func add(_ pod: Pod) {
                         for port in named {

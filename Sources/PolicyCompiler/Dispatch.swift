@@ -240,6 +240,9 @@ func dispatchTree(_ direction: Direction, leaves: [Int: String], marks: MarkLayo
             ? comment("more \(direction.field) groups than the mark bits number: fail closed") + ["-j", "DROP"]
             : ["-g", leaves[number]!]
     }
+    func leafCalls(_ number: Int) -> [String] {
+        number == marks.overflow(direction) ? [] : [leaves[number]!]
+    }
     func leafRule(_ number: Int) -> [String] {
         ["-m", "mark", "--mark", hex(MarkLayout.deposit(number, into: field)) + "/" + hex(field)] + target(number)
     }
@@ -256,6 +259,7 @@ func dispatchTree(_ direction: Direction, leaves: [Int: String], marks: MarkLayo
         let shift = chunk * treeStride
         let chunkMask = hex(MarkLayout.deposit(((1 << treeStride) - 1) << shift, into: field))
         var rules: [[String]] = []
+        var calls: [String] = []
         var children: [(String, Range<Int>)] = []
         var start = range.lowerBound
         while start < range.upperBound {
@@ -265,22 +269,26 @@ func dispatchTree(_ direction: Direction, leaves: [Int: String], marks: MarkLayo
             let part = start..<end
             if part.count == 1 {
                 rules.append(leafRule(numbers[start]))
+                calls += leafCalls(numbers[start])
             } else {
                 let childChunk = critChunk(part)
                 let child = Names.treeNode(
                     direction, bit: childChunk * treeStride, prefix: numbers[start] >> ((childChunk + 1) * treeStride))
                 rules.append(["-m", "mark", "--mark", hex(MarkLayout.deposit(value << shift, into: field)) + "/" + chunkMask, "-g", child])
                 children.append((child, part))
+                calls.append(child)
             }
             start = end
         }
         rules.append(failClosed)
-        chains.append(Chain(name: name, rules: rules))
+        chains.append(Chain(name: name, kind: .dispatchTree(direction), rules: rules, calls: calls))
         for (child, part) in children { node(child, part) }
     }
     switch numbers.count {
-    case 0: chains.append(Chain(name: root, rules: [failClosed]))
-    case 1: chains.append(Chain(name: root, rules: [leafRule(numbers[0]), failClosed]))
+    case 0: chains.append(Chain(name: root, kind: .dispatchTree(direction), rules: [failClosed]))
+    case 1:
+        chains.append(Chain(
+            name: root, kind: .dispatchTree(direction), rules: [leafRule(numbers[0]), failClosed], calls: leafCalls(numbers[0])))
     default: node(root, 0..<numbers.count)
     }
     return chains
@@ -360,7 +368,7 @@ func dispatchSet(_ dispatch: Dispatch, _ family: IPAddress.Family, marks: MarkLa
     }
     return IPSet(
         name: Names.dispatchSet(dispatch.direction, family), kind: .hashIP, family: family, members: members,
-        purpose: "local pods isolated for \(dispatch.direction.field), tagged with their group's number", tagged: true,
+        purpose: "local pods isolated for \(dispatch.direction.field), tagged with their group's number", role: .dispatch(dispatch.direction),
         comments: dispatch.groups.map(\.chain))
 }
 

@@ -102,10 +102,10 @@ extension Ruleset {
             for hook in hooks {
                 let position = inserted[hook.builtin, default: 0] + 1
                 inserted[hook.builtin] = position
-                out.write(["-I", hook.builtin, String(position)] + hook.rule)
+                out.write(["-I", hook.builtin, String(position)] + hook.stampedRule)
             }
             for chain in chains {
-                for rule in chain.rules {
+                for rule in chain.stampedRules {
                     out.write(["-A", chain.name] + rule)
                 }
             }
@@ -116,22 +116,94 @@ extension Ruleset {
 }
 
 extension IPSet {
-    /// `create NAME TYPE family inet|inet6 hashsize 1024 maxelem N [comment skbinfo]`.
+    /// `create NAME TYPE family inet|inet6 hashsize 1024 maxelem N [comment skbinfo]`: the one
+    /// place a `create` line is made, for restore files and for the executor alike.
+    public static func createWords(name: String, type: String, family: String, maxElements: Int, extensions: [String]) -> [String] {
+        ["create", name, type, "family", family, "hashsize", "1024", "maxelem", String(maxElements)] + extensions
+    }
+
+    /// `inet` or `inet6`, as ipset names the family.
+    public var familyName: String { family == .v4 ? "inet" : "inet6" }
+
+    /// The extensions its members use, as `ipset save` prints them.
+    public var extensions: [String] { tagged ? ["comment", "skbinfo"] : [] }
+
+    /// This set's `create` words.
     var createWords: [String] {
-        ["create", name, kind.rawValue, "family", family == .v4 ? "inet" : "inet6", "hashsize", "1024", "maxelem", String(maxElements)]
-            + (tagged ? ["comment", "skbinfo"] : [])
+        Self.createWords(name: name, type: kind.rawValue, family: familyName, maxElements: maxElements, extensions: extensions)
     }
 }
 
 
 extension Chain {
-    /// Each rule as `iptables-save` prints it after `-A NAME ` (comments quoted, words spaced).
-    public var ruleTexts: [String] { rules.map(LineWriter.line) }
+    /// The rules as written: each with its identity (`RuleIdentity`) at the start of its comment.
+    public var stampedRules: [[String]] { rules.map { RuleIdentity.stamped($0).words } }
+
+    /// Each rule's identity, in order: what the executor compares with the kernel's.
+    public var ruleHashes: [String] { rules.map(RuleIdentity.hash) }
+
+    /// Each rule as written after `-A NAME `, its identity included.
+    public var ruleTexts: [String] { stampedRules.map(LineWriter.line) }
 }
 
 extension Hook {
-    /// The hook as `iptables-save` prints it after `-A BUILTIN `.
-    public var ruleText: String { LineWriter.line(rule) }
+    /// The hook's words as written, its identity included.
+    public var stampedRule: [String] { RuleIdentity.stamped(rule).words }
+
+    /// The hook's identity.
+    public var ruleHash: String { RuleIdentity.hash(rule) }
+
+    /// The hook as written after `-I BUILTIN N `.
+    public var ruleText: String { LineWriter.line(stampedRule) }
+}
+
+/// Every rule Picket writes carries its identity: `picket:` and 16 base32 characters of SHA-256
+/// over its words, at the start of its comment (a rule without one gets a comment of its own,
+/// before its target). The executor compares these identities, in order, with the ones the
+/// kernel's rules carry, never the text an iptables build prints (after Calico Felix's rule
+/// hashes): two builds that print a rule differently agree on what it is, and a rule someone
+/// else added or edited (without Picket's identity) is drift. An identity covers one rule's
+/// words only, so a change to one rule changes one identity, and identical rules share one.
+public enum RuleIdentity {
+    /// What a comment starts with when it carries an identity.
+    public static let prefix = "picket:"
+    /// Characters of an identity after the prefix.
+    public static let length = 16
+
+    /// The identity of a rule made of `words` (without its identity).
+    public static func hash(_ words: [String]) -> String { Names.hash(["rule"] + words) }
+
+    /// `words` with the identity added: into the rule's comment (cut to the kernel's limit
+    /// after the identity), or as a comment of its own before the target.
+    public static func stamped(_ words: [String]) -> (hash: String, words: [String]) {
+        let hash = hash(words)
+        var stamped = words
+        if let i = words.firstIndex(of: "--comment"), i + 1 < words.count {
+            stamped[i + 1] = RestoreText.comment(prefix + hash + " " + words[i + 1])
+        } else {
+            let target = words.firstIndex { $0 == "-j" || $0 == "-g" } ?? words.count
+            stamped.insert(contentsOf: ["-m", "comment", "--comment", prefix + hash], at: target)
+        }
+        return (hash, stamped)
+    }
+
+    /// The identity a rule as the kernel's tools print it carries (`... --comment
+    /// "picket:ABC... text" ...` or unquoted), or nil when it has none: the first comment
+    /// starting with the prefix counts.
+    public static func hash(inSaved rule: Substring) -> String? {
+        var rest = rule[...]
+        while let range = rest.range(of: "--comment ") {
+            var text = rest[range.upperBound...].drop { $0 == " " }
+            if text.first == "\"" { text = text.dropFirst() }
+            if text.hasPrefix(prefix) {
+                let value = text.dropFirst(prefix.count).prefix(length)
+                let end = text.dropFirst(prefix.count + length).first
+                if value.count == length, end == nil || end == " " || end == "\"" { return String(value) }
+            }
+            rest = text
+        }
+        return nil
+    }
 }
 
 extension IPSet {

@@ -160,16 +160,34 @@ public struct IPSet: Hashable, Sendable {
     public var tagged: Bool
     /// The comments tagged members point to.
     public var comments: [String]
+    /// What the rules use the set for; the executor plans member changes by it.
+    public var role: Role
 
-    /// Creates a set; members are sorted and deduplicated.
+    /// What a set is for.
+    public enum Role: Hashable, Sendable {
+        /// A direction's local isolated pods, each tagged with its group's number (`tagged`):
+        /// a pod changing group is one member re-tagged in place.
+        case dispatch(Direction)
+        /// Pod peers of policy rules.
+        case peers
+        /// One ipBlock with its holes.
+        case block
+        /// Named ports resolved to (pod address, protocol:port) pairs.
+        case namedPorts
+        /// The node's pod CIDRs with a hole for each known local pod.
+        case unknownPods
+    }
+
+    /// Creates a set; members are sorted and deduplicated. A dispatch set is tagged.
     public init(
-        name: String, kind: Kind, family: IPAddress.Family, members: [Member], purpose: String, tagged: Bool = false,
+        name: String, kind: Kind, family: IPAddress.Family, members: [Member], purpose: String, role: Role,
         comments: [String] = []
     ) {
         self.name = name
         self.kind = kind
         self.family = family
-        self.tagged = tagged
+        self.role = role
+        if case .dispatch = role { self.tagged = true } else { self.tagged = false }
         self.comments = comments
         var sorted = members.sorted()
         sorted.dedupeSorted()
@@ -225,11 +243,32 @@ public struct Chain: Hashable, Sendable {
     public var rules: [[String]]
     /// The table it lives in.
     public var table: TableName
+    /// What the chain does in the layout.
+    public var kind: Kind
+    /// Picket's chains its rules jump or go to, in rule order: a change in one of them changes
+    /// what this chain admits.
+    public var calls: [String]
+
+    /// The parts of the layout.
+    public enum Kind: Hashable, Sendable {
+        /// PICKET-FORWARD and PICKET-INPUT: every tagged packet passes them.
+        case base
+        /// The mangle chains tagging a new connection with its pods' group numbers.
+        case mark
+        /// A node of a direction's dispatch tree (the root is the direction's dispatch chain).
+        case dispatchTree(Direction)
+        /// A group chain: the policies selecting the same local pods, in turn.
+        case group(Direction)
+        /// One policy's rules of one direction.
+        case policy(Direction)
+    }
 
     /// Creates a chain.
-    public init(name: String, rules: [[String]] = [], table: TableName = .filter) {
+    public init(name: String, kind: Kind, rules: [[String]] = [], calls: [String] = [], table: TableName = .filter) {
         self.name = name
+        self.kind = kind
         self.rules = rules
+        self.calls = calls
         self.table = table
     }
 }

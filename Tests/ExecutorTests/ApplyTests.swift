@@ -35,7 +35,8 @@ struct ApplyTests {
             let verified = try namespace.inside { try executor.apply(ruleset, verify: true) }
             #expect(verified.isEmpty, "\(verified)")
             #expect(log.writes.isEmpty, "\(log.writes)")
-            #expect(log.reads == [.saveSets, .saveTable(.v4), .saveTable(.v6)])
+            // The read-back, then the fingerprint the next scheduled verify compares against.
+            #expect(log.reads == [.saveSets, .saveTable(.v4), .saveTable(.v6), .fingerprint])
 
             // An executor without memory (as `picket apply` is) finds nothing to do either.
             let (fresh, freshLog) = countingExecutor()

@@ -46,6 +46,19 @@ struct Tamper: CustomTestStringConvertible, Sendable {
             command: { _ in ["iptables", "-I", "FORWARD", "1", "-m", "comment", "--comment", "picket: NetworkPolicy for pod traffic", "-j", "PICKET-FORWARD"] },
             report: { _ in ["hooks inserted: ipv4 filter FORWARD, INPUT"] }),
         Tamper(
+            name: "(e3) a copy of Picket's jump, identity and all, appended",
+            command: { ruleset in
+                ["iptables", "-A", "FORWARD"] + ruleset.ipv4.hooks.first { $0.builtin == "FORWARD" && $0.table == .filter }!.stampedRule
+            },
+            report: { _ in ["hooks inserted: ipv4 filter FORWARD, INPUT"] }),
+        Tamper(
+            name: "(e4) a rule of Picket's copied into another of its chains",
+            command: { ruleset in
+                let group = ruleset.ipv4.chains.first { if case .group = $0.kind { true } else { false } }!
+                return ["iptables", "-A", Names.forwardChain] + group.stampedRules[0]
+            },
+            report: { _ in ["chain written: ipv4 PICKET-FORWARD"] }),
+        Tamper(
             name: "(f) an ACCEPT-all rule inserted first in PICKET-FORWARD",
             command: { _ in ["iptables", "-I", "PICKET-FORWARD", "1", "-j", "ACCEPT"] },
             report: { _ in ["chain written: ipv4 PICKET-FORWARD"] }),
@@ -107,6 +120,110 @@ struct RepairTests {
         }
     }
 
+    @Test("verify compares rule identities: rules printed in another, equivalent form are no drift; real drift still is")
+    func anotherPrinting() throws {
+        try withScratchNamespace { namespace in
+            let ruleset = Shop().ruleset
+            let (executor, log) = countingExecutor()
+            try namespace.inside { try executor.apply(ruleset) }
+            // Another iptables build: numbers padded and upper-case, every comment quoted and
+            // printed first, the words of each rule spaced twice.
+            log.printing = { text in
+                text.split(separator: "\n", omittingEmptySubsequences: false).map { line in
+                    guard line.hasPrefix("-A ") else { return String(line) }
+                    return reprinted(String(line))
+                }.joined(separator: "\n")
+            }
+            let sample = log.printing!(try namespace.saveBoth()).split(separator: "\n").first { $0.hasPrefix("-A PICKET-INGRESS") }
+            print("ExecutorTests.anotherPrinting: e.g. \(sample ?? "?")")
+            try #require(sample.map { !(try namespace.saveBoth()).contains($0) } == true, "the second form differs from the first")
+
+            log.reset()
+            let report = try namespace.inside { try executor.apply(ruleset, verify: true) }
+            #expect(report.isEmpty, "\(report)")
+            #expect(log.writes.isEmpty, "nothing rewritten, no conntrack entry marked: \(log.writes)")
+
+            // A foreign rule in Picket's chain and a deleted rule are still found, in that form.
+            try namespace.run("iptables", "-I", Tamper.policyChain, "1", "-j", "ACCEPT")
+            try namespace.run("iptables", "-t", "mangle", "-D", Names.markForwardChain, "2")
+            let repaired = try namespace.inside { try executor.apply(ruleset, verify: true) }
+            #expect(repaired.chainsWritten == ["ipv4 \(Tamper.policyChain)", "ipv4 \(Names.markForwardChain)"])
+            try expectKernelHolds(ruleset, in: namespace)
+            log.reset()
+            #expect(try namespace.inside { try executor.apply(ruleset, verify: true) }.isEmpty)
+            #expect(log.writes.isEmpty, "\(log.writes)")
+        }
+    }
+
+    @Test("a scheduled verify costs a fingerprint while nothing changed, and reads back and repairs when something did")
+    func scheduledVerify() throws {
+        try withScratchNamespace { namespace in
+            guard SystemKernel().backend == .nfTables else {
+                print("ExecutorTests.scheduledVerify: SKIPPED: legacy iptables has no generation, every verify reads back")
+                return
+            }
+            let ruleset = Shop().ruleset
+            let (executor, log) = countingExecutor()
+            let first = try namespace.inside { try executor.apply(ruleset) }
+            #expect(first.check == .readBack)
+
+            // Nothing changed: one fingerprint, no table or set read, nothing written.
+            log.reset()
+            let quiet = try namespace.inside { try executor.apply(ruleset, verification: .scheduled) }
+            #expect(quiet.check == .fingerprint)
+            #expect(quiet.isEmpty)
+            #expect(log.calls == [.fingerprint], "\(log.calls)")
+            let due = try #require(quiet.nextVerify)
+            #expect(due > .now + .seconds(290) && due <= .now + .seconds(300))
+
+            // Anyone's table change moves the generation: read back, repaired.
+            try namespace.run("iptables", "-F", Tamper.policyChain)
+            let afterFlush = try namespace.inside { try executor.apply(ruleset, verification: .scheduled) }
+            #expect(afterFlush.check == .readBack)
+            #expect(afterFlush.chainsWritten == ["ipv4 \(Tamper.policyChain)"])
+            try expectKernelHolds(ruleset, in: namespace)
+            // A foreign table's change too (nothing of Picket's to repair, but it was read).
+            try namespace.run("iptables", "-t", "raw", "-A", "PREROUTING", "-s", "192.0.2.1", "-j", "ACCEPT")
+            let foreign = try namespace.inside { try executor.apply(ruleset, verification: .scheduled) }
+            #expect(foreign.check == .readBack && foreign.isEmpty, "\(foreign)")
+
+            // A member deleted changes the set's header: read back, repaired.
+            try namespace.run("ipset", "del", Tamper.peerSet(ruleset), "10.244.2.5")
+            let afterDelete = try namespace.inside { try executor.apply(ruleset, verification: .scheduled) }
+            #expect(afterDelete.check == .readBack)
+            #expect(afterDelete.description == "set updated: \(Tamper.peerSet(ruleset)) (+1 -0)")
+            try expectKernelHolds(ruleset, in: namespace)
+
+            // After all that, quiet again.
+            log.reset()
+            #expect(try namespace.inside { try executor.apply(ruleset, verification: .scheduled) }.check == .fingerprint)
+            #expect(log.calls == [.fingerprint], "\(log.calls)")
+
+            // A fingerprint that cannot be taken means a read-back, not trust.
+            log.fault = { $0 == .fingerprint ? ApplyError(step: "nf_tables generation", message: "injected") : nil }
+            let blind = try namespace.inside { try executor.apply(ruleset, verification: .scheduled) }
+            #expect(blind.check == .readBack && blind.isEmpty)
+        }
+    }
+
+    @Test("a scheduled verify reads back in full once the last full read is fullReadPeriod old")
+    func scheduledFullRead() throws {
+        try withScratchNamespace { namespace in
+            let ruleset = Shop().ruleset
+            let (executor, log) = countingExecutor(schedule: VerifySchedule(verifyPeriod: .seconds(1), fullReadPeriod: .zero))
+            try namespace.inside { try executor.apply(ruleset) }
+            log.reset()
+            let report = try namespace.inside { try executor.apply(ruleset, verification: .scheduled) }
+            #expect(report.check == .readBack && report.isEmpty)
+            #expect(log.calls.contains(.saveSets) && log.calls.contains(.saveTable(.v4)), "\(log.calls)")
+            #expect(log.writes.isEmpty)
+            let due = try #require(report.nextVerify)
+            #expect(due <= .now + .seconds(1))
+            // An apply without verification keeps the due time.
+            #expect(try namespace.inside { try executor.apply(ruleset) }.nextVerify == due)
+        }
+    }
+
     @Test("a failing iptables-restore leaves the old rules and sets exactly in force, and names the failing line")
     func failingRestore() throws {
         try withScratchNamespace { namespace in
@@ -144,7 +261,10 @@ struct RepairTests {
             #expect(log.writes.isEmpty, "\(log.writes)")
 
             #expect(error.description.contains("> "), "the failing line is marked: \(error)")
-            #expect(error.description.contains("-A \(broken) -m nosuchmatch -j DROP"), "the failing line is shown: \(error)")
+            let identity = RuleIdentity.hash(["-m", "nosuchmatch", "-j", "DROP"])
+            #expect(
+                error.description.contains("-A \(broken) -m nosuchmatch -m comment --comment \"picket:\(identity)\" -j DROP"),
+                "the failing line is shown: \(error)")
 
             print("ExecutorTests.failingRestore: the error as an operator sees it:\n\(error)")
         }
@@ -235,4 +355,37 @@ struct InjectedFault: CustomTestStringConvertible, Sendable {
             if case .restoreSets(let lines) = call { lines.contains { $0.hasPrefix("add -exist \(Names.dispatchSet(.ingress, .v4)) 10.244.1.3 ") } } else { false }
         },
     ]
+}
+
+/// `-A CHAIN words...` as a different iptables build could print the same rule: hexadecimal
+/// numbers padded to 8 upper-case digits, the comment match first and always quoted, two
+/// spaces between words.
+func reprinted(_ line: String) -> String {
+    var words: [String] = []
+    var current = ""
+    var quoted = false
+    for character in line {
+        if character == "\"" { quoted.toggle() }
+        if character == " " && !quoted {
+            words.append(current)
+            current = ""
+        } else {
+            current.append(character)
+        }
+    }
+    words.append(current)
+    var comment: [String] = []
+    if let i = words.firstIndex(of: "--comment"), i >= 1, words[i - 1] == "comment", i + 1 < words.count {
+        let text = words[i + 1].hasPrefix("\"") ? words[i + 1] : "\"" + words[i + 1] + "\""
+        comment = ["-m", "comment", "--comment", text]
+        words.removeSubrange((i - 2)...(i + 1))
+    }
+    let padded = words.map { word -> String in
+        word.split(separator: "/", omittingEmptySubsequences: false).map { part -> String in
+            guard part.hasPrefix("0x"), let value = UInt32(part.dropFirst(2), radix: 16) else { return String(part) }
+            let digits = String(value, radix: 16).uppercased()
+            return "0x" + String(repeating: "0", count: max(0, 8 - digits.count)) + digits
+        }.joined(separator: "/")
+    }
+    return padded.prefix(2).joined(separator: " ") + "  " + (comment + padded.dropFirst(2)).joined(separator: "  ")
 }

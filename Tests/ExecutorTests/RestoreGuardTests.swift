@@ -39,13 +39,13 @@ final class MemoryKernel: KernelAccess, @unchecked Sendable {
 func tamperedRulesets() -> [(String, Ruleset, String)] {
     let base = Shop().ruleset
     var foreignChain = base
-    foreignChain.ipv4.chains.append(Chain(name: "FORWARD", rules: [["-j", "ACCEPT"]]))
+    foreignChain.ipv4.chains.append(Chain(name: "FORWARD", kind: .base, rules: [["-j", "ACCEPT"]]))
     var foreignHook = base
     foreignHook.ipv4.hooks.append(Hook(builtin: "OUTPUT", target: Names.forwardChain, comment: "picket"))
     var hookToAccept = base
     hookToAccept.ipv4.hooks.append(Hook(builtin: "INPUT", target: "ACCEPT", comment: "picket"))
     var foreignSet = base
-    foreignSet.sets.append(IPSet(name: "kube-evil", kind: .hashIP, family: .v4, members: [], purpose: ""))
+    foreignSet.sets.append(IPSet(name: "kube-evil", kind: .hashIP, family: .v4, members: [], purpose: "", role: .peers))
     var foreignJump = base
     foreignJump.ipv4.chains[0].rules.append(["-j", "KUBE-SERVICES"])
     return [

@@ -360,11 +360,12 @@ enum KernelCall: Equatable, CustomStringConvertible {
     case restoreSets([String])
     case restoreTable(IPAddress.Family, String)
     case recheckConntrack(Set<IPAddress>)
+    case fingerprint
 
     /// Whether the call can change the kernel (an empty `restoreSets` cannot).
     var isWrite: Bool {
         switch self {
-        case .saveSets, .saveTable: false
+        case .saveSets, .saveTable, .fingerprint: false
         case .restoreSets(let lines): !lines.isEmpty
         case .restoreTable, .recheckConntrack: true
         }
@@ -377,6 +378,7 @@ enum KernelCall: Equatable, CustomStringConvertible {
         case .restoreSets(let lines): "restoreSets(\(lines))"
         case .restoreTable(let family, let text): "restoreTable(\(family), \(text))"
         case .recheckConntrack(let addresses): "recheckConntrack(\(addresses.sorted()))"
+        case .fingerprint: "fingerprint"
         }
     }
 }
@@ -391,6 +393,9 @@ final class KernelLog: @unchecked Sendable {
     /// A fault to inject: when it returns an error for a call, the call throws it instead of
     /// reaching the kernel (a step the kernel refused, a netlink failure).
     var fault: ((KernelCall) -> ApplyError?)?
+    /// How the saved tables are printed back to the executor: the kernel's text as this
+    /// machine's iptables prints it when nil, or rewritten as another build might print it.
+    var printing: ((String) -> String)?
 
     /// Forgets the calls so far.
     func reset() { calls = [] }
@@ -442,7 +447,8 @@ struct CountingKernel: KernelAccess {
 
     func saveTable(_ family: IPAddress.Family) throws(ApplyError) -> String {
         try record(.saveTable(family))
-        return try base.saveTable(family)
+        let text = try base.saveTable(family)
+        return log.printing?(text) ?? text
     }
 
     func restoreTable(_ family: IPAddress.Family, _ text: String) throws(ApplyError) {
@@ -454,12 +460,17 @@ struct CountingKernel: KernelAccess {
         try record(.recheckConntrack(addresses))
         return try base.recheckConntrack(addresses, mark: mark)
     }
+
+    func fingerprint() throws(ApplyError) -> KernelFingerprint? {
+        try record(.fingerprint)
+        return try base.fingerprint()
+    }
 }
 
 /// An executor over a fresh `CountingKernel`, and the kernel's log.
-func countingExecutor() -> (Executor, KernelLog) {
+func countingExecutor(schedule: VerifySchedule = VerifySchedule()) -> (Executor, KernelLog) {
     let kernel = CountingKernel()
-    return (Executor(kernel: kernel), kernel.log)
+    return (Executor(kernel: kernel, schedule: schedule), kernel.log)
 }
 
 /// The chains an iptables-restore text declares (`:NAME - [0:0]`), in order.

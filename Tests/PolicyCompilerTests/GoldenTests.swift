@@ -82,9 +82,20 @@ import Testing
             let result = try ns.exec([tool, "--noflush"], stdin: text)
             #expect(result.status == 0, "\(tool): \(result.stderr)")
             let save = try ns.exec([tool.replacingOccurrences(of: "-restore", with: "-save"), "-t", "filter"])
-            #expect(save.stdout.contains("-A FORWARD -m mark ! --mark 0x0/0xffff0000 -m comment --comment \"picket: NetworkPolicy for pod traffic\" -j PICKET-FORWARD"))
+            #expect(save.stdout.contains("-m comment --comment \"picket:FJ7IBIYOWYXJIY3R NetworkPolicy for pod traffic\" -j PICKET-FORWARD"))
             let mangle = try ns.exec([tool.replacingOccurrences(of: "-restore", with: "-save"), "-t", "mangle"])
             #expect(mangle.stdout.contains("-j PICKET-MARK-FORWARD"))
+            // Every rule the kernel holds carries the identity it was compiled with, in order.
+            let compiled = compile(fixture.load().snapshot, node: fixture.node, options: fixture.options)
+            let table = tool == "iptables-restore" ? compiled.ipv4 : compiled.ipv6!
+            var saved: [String: [String]] = [:]
+            for line in (save.stdout + mangle.stdout).split(separator: "\n") where line.hasPrefix("-A PICKET-") {
+                let words = line.split(separator: " ", maxSplits: 2)
+                saved[String(words[1]), default: []].append(RuleIdentity.hash(inSaved: words[2]) ?? "none: \(line)")
+            }
+            for chain in table.chains where !chain.rules.isEmpty {
+                #expect(saved[chain.name] == chain.ruleHashes, "\(chain.name)")
+            }
         }
     }
 }

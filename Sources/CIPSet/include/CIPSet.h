@@ -64,7 +64,13 @@ int picket_ipset_commit(picket_ipset *handle);
 /// recorded.
 int picket_ipset_save(picket_ipset *handle);
 
-/// The output captured by the last `picket_ipset_save`; `*length` receives its byte count.
+/// `ipset list -terse` of every set: the headers only (name, type, revision, header options,
+/// size in memory, references, number of entries), no members, in the plain output format,
+/// into the handle's output buffer (cleared first). Returns 0, or -1 with the failure recorded.
+int picket_ipset_list_headers(picket_ipset *handle);
+
+/// The output captured by the last `picket_ipset_save` or `picket_ipset_list_headers`;
+/// `*length` receives its byte count.
 /// Valid until the next call on this handle.
 const char *picket_ipset_output(const picket_ipset *handle, size_t *length);
 
