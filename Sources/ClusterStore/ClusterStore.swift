@@ -6,6 +6,10 @@
 // busy cluster's events) does not move the store's version, so it costs no sync. Each counted
 // change remembers when it arrived, so that the sync that enforces it can tell how long it took
 // (event to enforcement). `snapshot()` hands out a `ClusterSnapshot` value of one version.
+//
+// The store keeps each kind sorted by key, with each object's validity computed once, when it
+// arrives (on the informer's thread): a snapshot then costs copying arrays and one pass over
+// them, not a sort and a validation of the whole cluster on every sync (10k pods: 23 ms before).
 
 import Foundation
 import KubeClient
@@ -37,9 +41,9 @@ public struct StoreSnapshot: Sendable {
 /// The objects the informers have seen, keyed by object. Thread-safe.
 public final class ClusterStore: Sendable {
     fileprivate struct State {
-        var namespaces: [String: APIItem] = [:]
-        var pods: [ObjectKey: APIItem] = [:]
-        var policies: [ObjectKey: APIItem] = [:]
+        var namespaces = SortedTable<String, Namespace>()
+        var pods = SortedTable<ObjectKey, Pod>()
+        var policies = SortedTable<ObjectKey, Policy>()
         var node: APIItem?
         var version: UInt64 = 0
         var arrivals: [ContinuousClock.Instant] = []
@@ -96,20 +100,77 @@ public final class ClusterStore: Sendable {
         let (namespaces, pods, policies, node, version, arrivals, issues, versions) = state.withLock { s in
             let arrivals = s.arrivals
             s.arrivals.removeAll(keepingCapacity: true)
-            var issues: [ManifestIssue] = []
-            for item in s.namespaces.values where !item.issues.isEmpty { issues += item.issues }
-            for item in s.pods.values where !item.issues.isEmpty { issues += item.issues }
-            for item in s.policies.values where !item.issues.isEmpty { issues += item.issues }
-            return (
-                s.namespaces.values.compactMap(\.namespace), s.pods.values.compactMap(\.pod), s.policies.values.compactMap(\.policy),
-                s.node.flatMap(\.node), s.version, arrivals, issues, s.resourceVersions
-            )
+            let issues = s.namespaces.issues + s.pods.issues + s.policies.issues
+            return (s.namespaces, s.pods, s.policies, s.node.flatMap(\.node), s.version, arrivals, issues, s.resourceVersions)
         }
-        // Built outside the lock: informers keep delivering meanwhile.
+        // Built outside the lock: informers keep delivering meanwhile (the arrays are shared
+        // until the next change copies them).
+        let cluster = ClusterSnapshot(
+            sorted: namespaces.values, namespaceValid: namespaces.valid, pods: pods.values, podValid: pods.valid, policies: policies.values)
         return StoreSnapshot(
-            cluster: ClusterSnapshot(namespaces: namespaces, pods: pods, policies: policies), node: node, version: version,
+            cluster: cluster, node: node, version: version,
             arrivals: arrivals, issues: issues.sorted { ($0.object ?? "", $0.field ?? "") < ($1.object ?? "", $1.field ?? "") },
             resourceVersions: versions)
+    }
+}
+
+/// Objects of one kind sorted by key, with their items and validity, in parallel arrays.
+struct SortedTable<Key: Comparable, Value: Equatable> {
+    private(set) var keys: [Key] = []
+    private(set) var values: [Value] = []
+    private(set) var valid: [Bool] = []
+    private var items: [APIItem] = []
+    /// How many of `items` have issues.
+    private var withIssues = 0
+
+    var count: Int { keys.count }
+
+    /// The issues of the items held, in key order.
+    var issues: [ManifestIssue] {
+        guard withIssues > 0 else { return [] }
+        return items.flatMap(\.issues)
+    }
+
+    /// Where `key` is, or would be inserted.
+    private func position(of key: Key) -> (index: Int, found: Bool) {
+        var low = 0
+        var high = keys.count
+        while low < high {
+            let middle = (low + high) / 2
+            if keys[middle] < key { low = middle + 1 } else { high = middle }
+        }
+        return (low, low < keys.count && keys[low] == key)
+    }
+
+    /// Holds `value` (of `item`) under `key`; whether what the compiler reads changed.
+    mutating func put(_ key: Key, _ value: Value, item: APIItem, valid isValid: @autoclosure () -> Bool) -> Bool {
+        let (index, found) = position(of: key)
+        if found {
+            withIssues += (item.issues.isEmpty ? 0 : 1) - (items[index].issues.isEmpty ? 0 : 1)
+            items[index] = item
+            guard values[index] != value else { return false }
+            values[index] = value
+            valid[index] = isValid()
+            return true
+        }
+        keys.insert(key, at: index)
+        values.insert(value, at: index)
+        valid.insert(isValid(), at: index)
+        items.insert(item, at: index)
+        if !item.issues.isEmpty { withIssues += 1 }
+        return true
+    }
+
+    /// Forgets `key`; whether it was held.
+    mutating func remove(_ key: Key) -> Bool {
+        let (index, found) = position(of: key)
+        guard found else { return false }
+        if !items[index].issues.isEmpty { withIssues -= 1 }
+        keys.remove(at: index)
+        values.remove(at: index)
+        valid.remove(at: index)
+        items.remove(at: index)
+        return true
     }
 }
 
@@ -119,11 +180,11 @@ extension ClusterStore.State {
         let changed: Bool
         switch item.object {
         case .namespace(let namespace):
-            changed = namespaces.updateValue(item, forKey: namespace.name)?.object != item.object
+            changed = namespaces.put(namespace.name, namespace, item: item, valid: Validation.isValid(namespace))
         case .pod(let pod):
-            changed = pods.updateValue(item, forKey: pod.key)?.object != item.object
+            changed = pods.put(pod.key, pod, item: item, valid: Validation.isValid(pod))
         case .networkPolicy(let policy):
-            changed = policies.updateValue(item, forKey: policy.key)?.object != item.object
+            changed = policies.put(policy.key, policy, item: item, valid: true)
         case .node(let node):
             guard node.name == nodeName else { return false }
             changed = self.node?.object != item.object
@@ -137,9 +198,9 @@ extension ClusterStore.State {
     mutating func remove(_ item: APIItem, kind: StoreKind, at instant: ContinuousClock.Instant) -> Bool {
         let removed: Bool
         switch item.object {
-        case .namespace(let namespace): removed = namespaces.removeValue(forKey: namespace.name) != nil
-        case .pod(let pod): removed = pods.removeValue(forKey: pod.key) != nil
-        case .networkPolicy(let policy): removed = policies.removeValue(forKey: policy.key) != nil
+        case .namespace(let namespace): removed = namespaces.remove(namespace.name)
+        case .pod(let pod): removed = pods.remove(pod.key)
+        case .networkPolicy(let policy): removed = policies.remove(policy.key)
         case .node(let node):
             removed = self.node?.object.name == node.name
             if removed { self.node = nil }

@@ -59,6 +59,68 @@ public struct ClusterSnapshot: Sendable {
         self.peerEligible = endpoints.map { validByName[$0.key.namespace] == true && Validation.isValid($0) }
     }
 
+    /// Builds a snapshot from objects its caller keeps unique and sorted (namespaces by name,
+    /// pods and policies by key) with the validity of each namespace and pod already known
+    /// (`Validation.isValid`): the daemon's store, which sorts and validates each object once,
+    /// when it arrives, instead of the whole cluster on every sync. The result is the one
+    /// `init(namespaces:pods:policies:)` builds from the same objects.
+    public init(sorted namespaces: [Namespace], namespaceValid: [Bool], pods: [Pod], podValid: [Bool], policies: [Policy]) {
+        precondition(namespaces.count == namespaceValid.count && pods.count == podValid.count)
+        var nsByName: [String: Namespace] = [:]
+        nsByName.reserveCapacity(namespaces.count)
+        var validByName: [String: Bool] = [:]
+        for (namespace, valid) in zip(namespaces, namespaceValid) {
+            nsByName[namespace.name] = namespace
+            validByName[namespace.name] = valid
+        }
+        // Namespaces used without an object, found at each change of namespace along the sorted
+        // pods and policies.
+        func imply(_ name: String) {
+            if nsByName[name] == nil {
+                let namespace = Namespace(name: name)
+                nsByName[name] = namespace
+                validByName[name] = Validation.isValid(namespace)
+            }
+        }
+        var endpoints: [Pod] = []
+        endpoints.reserveCapacity(pods.count)
+        var peerEligible: [Bool] = []
+        peerEligible.reserveCapacity(pods.count)
+        var endpointsByNamespace: [String: [Int]] = [:]
+        var current: String?
+        var currentValid = false
+        var currentIndexes: [Int] = []
+        for (pod, valid) in zip(pods, podValid) {
+            if pod.key.namespace != current {
+                if let current, !currentIndexes.isEmpty { endpointsByNamespace[current] = currentIndexes }
+                currentIndexes = []
+                current = pod.key.namespace
+                imply(pod.key.namespace)
+                currentValid = validByName[pod.key.namespace] == true
+            }
+            guard pod.isPolicyEndpoint else { continue }
+            currentIndexes.append(endpoints.count)
+            endpoints.append(pod)
+            peerEligible.append(currentValid && valid)
+        }
+        if let current, !currentIndexes.isEmpty { endpointsByNamespace[current] = currentIndexes }
+        var policiesByNamespace: [String: [Int]] = [:]
+        for (i, policy) in policies.enumerated() {
+            if i == 0 || policies[i - 1].key.namespace != policy.key.namespace { imply(policy.key.namespace) }
+            policiesByNamespace[policy.key.namespace, default: []].append(i)
+        }
+        self.namespaces = nsByName
+        self.pods = pods
+        self.policies = policies
+        self.endpoints = endpoints
+        self.endpointsByNamespace = endpointsByNamespace
+        self.policiesByNamespace = policiesByNamespace
+        self.namespaceNames = nsByName.keys.sorted()
+        self.namespaceLabels = namespaceNames.map { nsByName[$0]!.labels }
+        self.namespaceValid = namespaceNames.map { validByName[$0]! }
+        self.peerEligible = peerEligible
+    }
+
     /// The labels of a namespace (its automatic name label at least).
     public func labels(ofNamespace name: String) -> [String: String] {
         namespaces[name]?.labels ?? [Namespace.nameLabel: name]

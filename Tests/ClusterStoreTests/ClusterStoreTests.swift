@@ -64,3 +64,112 @@ private func pod(_ name: String, ip: String, labels: [String: String] = ["app": 
         #expect(store.snapshot().issues.map(\.object) == ["Pod shop/bad"])
     }
 }
+
+/// The store's snapshot, built from its sorted, once-validated tables, against the one the
+/// manifest path builds from the same objects (`ClusterSnapshot(namespaces:pods:policies:)`).
+@Suite struct IncrementalSnapshotTests {
+    /// A small deterministic generator (SplitMix64).
+    struct Random {
+        var state: UInt64
+        mutating func next(_ bound: Int) -> Int {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return Int((z ^ (z >> 31)) % UInt64(bound))
+        }
+    }
+
+    static let namespaceNames = ["alpha", "beta", "gamma", "delta", "Bad_NS"]
+
+    static func randomPod(_ random: inout Random) -> Pod {
+        let namespace = namespaceNames[random.next(namespaceNames.count)]
+        let labels: [String: String] = [
+            "app": ["web", "db", "cache"][random.next(3)],
+            // Sometimes a value the API server would refuse: the pod is selected but never a peer.
+            "tier": random.next(8) == 0 ? "not valid!" : ["a", "b"][random.next(2)],
+        ]
+        let phase = ["Running", "Running", "Running", "Pending", "Succeeded", "Failed"][random.next(6)]
+        let ips = random.next(10) == 0 ? [] : [IPAddress("10.1.\(random.next(4)).\(2 + random.next(200))")!]
+        return Pod(
+            namespace: namespace, name: "pod-\(random.next(40))", labels: labels, nodeName: "node-\(random.next(3))",
+            hostNetwork: random.next(12) == 0, ips: ips, phase: phase)
+    }
+
+    static func randomPolicy(_ random: inout Random) -> Policy {
+        var spec = NetworkPolicy.Spec(podSelector: LabelSelector(matchLabels: ["app": ["web", "db"][random.next(2)]]))
+        spec.policyTypes = ["Ingress"]
+        return Policy(validating: NetworkPolicy(namespace: namespaceNames[random.next(4)], name: "policy-\(random.next(8))", spec: spec))
+    }
+
+    static func randomNamespace(_ random: inout Random) -> Namespace {
+        // Only some namespaces have objects; the others are implied by their pods and policies.
+        let name = namespaceNames[random.next(3) + (random.next(2) == 0 ? 0 : 2)]
+        let team = random.next(6) == 0 ? "-invalid-" : ["red", "blue"][random.next(2)]
+        return Namespace(name: name, labels: [Namespace.nameLabel: name, "team": team])
+    }
+
+    @Test("after every event of a random stream, the store's snapshot is the one built from scratch")
+    func matchesTheSnapshotBuiltFromScratch() {
+        let store = ClusterStore(nodeName: "node-0")
+        var random = Random(state: 7)
+        var namespaces: [String: Namespace] = [:]
+        var pods: [ObjectKey: Pod] = [:]
+        var policies: [ObjectKey: Policy] = [:]
+        var compared = 0
+        for step in 0..<3_000 {
+            let delete = random.next(4) == 0
+            switch random.next(10) {
+            case 0:
+                let namespace = Self.randomNamespace(&random)
+                let item = APIItem(object: .namespace(namespace), resourceVersion: "\(step)")
+                if delete {
+                    store.handle(.deleted(item), of: .namespaces)
+                    namespaces[namespace.name] = nil
+                } else {
+                    store.handle(.added(item), of: .namespaces)
+                    namespaces[namespace.name] = namespace
+                }
+            case 1, 2:
+                let policy = Self.randomPolicy(&random)
+                let item = APIItem(object: .networkPolicy(policy), resourceVersion: "\(step)")
+                if delete {
+                    store.handle(.deleted(item), of: .networkPolicies)
+                    policies[policy.key] = nil
+                } else {
+                    store.handle(.added(item), of: .networkPolicies)
+                    policies[policy.key] = policy
+                }
+            default:
+                let pod = Self.randomPod(&random)
+                let item = APIItem(object: .pod(pod), resourceVersion: "\(step)")
+                if delete {
+                    store.handle(.deleted(item), of: .pods)
+                    pods[pod.key] = nil
+                } else {
+                    store.handle(.updated(old: item, new: item), of: .pods)
+                    pods[pod.key] = pod
+                }
+            }
+            guard step % 7 == 0 else { continue }
+            let got = store.snapshot().cluster
+            let want = ClusterSnapshot(namespaces: Array(namespaces.values), pods: Array(pods.values), policies: Array(policies.values))
+            #expect(got.pods == want.pods)
+            #expect(got.policies == want.policies)
+            #expect(got.namespaces == want.namespaces)
+            #expect(got.endpoints == want.endpoints)
+            #expect(got.endpointsByNamespace == want.endpointsByNamespace)
+            #expect(got.policiesByNamespace == want.policiesByNamespace)
+            #expect(got.namespaceNames == want.namespaceNames)
+            #expect(got.peerEligible == want.peerEligible)
+            #expect(got.namespaces(matching: Selector.everything) == want.namespaces(matching: Selector.everything))
+            compared += 1
+        }
+        // The stream reached the cases that matter.
+        let last = store.snapshot().cluster
+        #expect(compared > 400)
+        #expect(last.peerEligible.contains(false) && last.peerEligible.contains(true))
+        #expect(last.pods.count > last.endpoints.count)
+        #expect(last.namespaceNames.contains("Bad_NS") && !last.namespaces(matching: Selector.everything).contains("Bad_NS"))
+    }
+}
