@@ -3,10 +3,13 @@
 // Design note: one thread owns the executor (kube-proxy's bounded-frequency runner, Felix's
 // single-threaded dataplane driver). Informer events move the store's version and poke the loop;
 // the loop runs when poked, but never sooner than `minInterval` after the previous sync began, so
-// a burst of events coalesces into a few syncs, and also every `verifyPeriod` for a full verify
-// with drift repair (the kernel read back). A sync compiles the store's snapshot and applies it
-// against the executor's memory: pod churn reaches the kernel as set members only. A failed sync
-// is retried with backoff; the kernel keeps the previous rules meanwhile. Nothing is applied
+// a burst of events coalesces into a few syncs, and also every `verifyPeriod` for a verify with
+// drift repair: the executor reads the kernel back when its fingerprint (nf_tables generation,
+// set headers) moved since the last write, or when the last full read is old, and otherwise
+// trusts its memory. A sync compiles the store's snapshot (skipped while the store's version is
+// unchanged) and applies it against the executor's memory: pod churn reaches the kernel as set
+// members only. A failed sync is retried with backoff, reading the kernel back in full; the
+// kernel keeps the previous rules meanwhile. Nothing is applied
 // before every informer has listed once (`waitForCaches`).
 
 import ClusterStore
@@ -40,6 +43,12 @@ public struct SyncOptions: Sendable {
 
     /// Default options.
     public init() {}
+
+    /// The executor's schedule: a verify every `verifyPeriod`, reading back in full at least
+    /// every 5 minutes (or every `verifyPeriod` when it is longer).
+    public var verifySchedule: VerifySchedule {
+        VerifySchedule(verifyPeriod: verifyPeriod, fullReadPeriod: max(verifyPeriod, .seconds(300)))
+    }
 }
 
 /// The last syncs, for /healthz and logs.
@@ -153,6 +162,7 @@ public final class SyncLoop: Sendable {
         var retryAt: ContinuousClock.Instant?
         var lastStart = ContinuousClock.now - options.minInterval
         var wanted = true
+        var last: Compiled?
         while !isStopped {
             // After a failure, only the backoff decides; else a poke runs minInterval after the
             // previous start, and without one the next verify is due.
@@ -162,45 +172,76 @@ public final class SyncLoop: Sendable {
                 continue
             }
             wanted = false
+            let retry = retryAt != nil
             retryAt = nil
             lastStart = ContinuousClock.now
-            let verify = lastStart >= nextVerify
-            if sync(executor, verify: verify) {
+            // A retry reads the kernel back in full (after a failure memory may not stand for
+            // it); a periodic verify lets the executor decide from the kernel's fingerprint.
+            let verification: Verification = retry ? .full : lastStart >= nextVerify ? .scheduled : .none
+            if let report = sync(executor, verification: verification, last: &last) {
                 backoff.reset()
-                if verify { nextVerify = ContinuousClock.now + options.verifyPeriod }
+                nextVerify = report.nextVerify ?? ContinuousClock.now + options.verifyPeriod
             } else {
                 let delay = backoff.next()
                 retryAt = ContinuousClock.now + delay
-                // The retry reads the kernel back: after a failure memory may not stand for it.
-                nextVerify = min(nextVerify, retryAt!)
                 logger.info("retrying the sync", metadata: ["in_seconds": "\(delay.seconds)"])
             }
         }
     }
 
-    /// One sync: snapshot, compile, apply; whether it succeeded.
-    private func sync(_ executor: Executor, verify: Bool) -> Bool {
+    /// The ruleset compiled from one store version.
+    private struct Compiled {
+        var version: UInt64
+        var ruleset: Ruleset
+    }
+
+    /// One sync: snapshot, compile, apply; the executor's report, or nil when it failed. While
+    /// the store's version is that of `last`, the snapshot and compile are skipped: a verify of
+    /// an idle node costs what the executor's check costs.
+    private func sync(_ executor: Executor, verification: Verification, last: inout Compiled?) -> ApplyReport? {
         let start = ContinuousClock.now
-        let snapshot = store.snapshot()
-        var compileOptions = options.compile
-        if options.blockUnknownPodIPs, let node = snapshot.node { compileOptions.podCIDRs = node.podCIDRs }
-        let ruleset = compile(snapshot.cluster, node: store.nodeName, options: compileOptions)
+        let snapshot: StoreSnapshot?
+        let ruleset: Ruleset
+        if let last, store.version == last.version {
+            snapshot = nil
+            ruleset = last.ruleset
+        } else {
+            let taken = store.snapshot()
+            var compileOptions = options.compile
+            if options.blockUnknownPodIPs, let node = taken.node { compileOptions.podCIDRs = node.podCIDRs }
+            snapshot = taken
+            ruleset = compile(taken.cluster, node: store.nodeName, options: compileOptions)
+        }
         let compiled = ContinuousClock.now
+        let verify = verification != .none
         do {
-            let report = try executor.apply(ruleset, verify: verify)
+            // Enforced means in force for new connections: told as soon as the rules are
+            // committed, before the conntrack walk that flags established flows.
+            var enforced = start
+            let report = try executor.apply(ruleset, verification: verification) {
+                enforced = ContinuousClock.now
+                if let snapshot {
+                    for arrival in snapshot.arrivals { metrics.eventToEnforcement.recordNanoseconds((enforced - arrival).nanoseconds) }
+                }
+                healthState.withLock { h in
+                    h.lastSuccess = enforced
+                    h.lastSuccessDate = Date()
+                    if let snapshot {
+                        h.enforcedVersion = snapshot.version
+                        h.enforcedResourceVersions = snapshot.resourceVersions
+                    }
+                }
+            }
             let end = ContinuousClock.now
-            metrics.record(duration: end - start, verify: verify, result: "success")
-            for arrival in snapshot.arrivals { metrics.eventToEnforcement.recordNanoseconds((end - arrival).nanoseconds) }
+            metrics.record(duration: end - start, check: report.check, result: "success")
+            if let snapshot { last = Compiled(version: snapshot.version, ruleset: ruleset) }
+            if let duration = report.conntrackDuration { metrics.conntrackRecheck.recordNanoseconds(duration.nanoseconds) }
             metrics.rules.record(ruleset.ruleCount)
             metrics.setMembers.record(ruleset.memberCount)
             metrics.lastSuccess.record(Date().timeIntervalSince1970)
             healthState.withLock { h in
                 h.syncs += 1
-                h.lastSuccess = end
-                h.lastSuccessDate = Date()
                 h.lastError = report.conntrackFailure.map { "rules in force, conntrack marking failed: \($0)" }
-                h.enforcedVersion = snapshot.version
-                h.enforcedResourceVersions = snapshot.resourceVersions
             }
             if let failure = report.conntrackFailure {
                 metrics.errors(cause: "conntrack").increment()
@@ -210,21 +251,23 @@ public final class SyncLoop: Sendable {
                 logger.log(
                     level: report.isEmpty ? .debug : .info, report.isEmpty ? "verified, nothing drifted" : "applied",
                     metadata: [
-                        "version": "\(snapshot.version)", "verify": "\(verify)", "changes": "\(report.isEmpty ? "none" : report.description.replacingOccurrences(of: "\n", with: "; "))",
-                        "compile_ms": "\((compiled - start).milliseconds)", "total_ms": "\((end - start).milliseconds)",
+                        "version": "\(snapshot?.version ?? last?.version ?? 0)", "check": "\(report.check.label)",
+                        "changes": "\(report.isEmpty ? "none" : report.description.replacingOccurrences(of: "\n", with: "; "))",
+                        "compile_ms": "\((compiled - start).milliseconds)", "enforced_ms": "\((enforced - start).milliseconds)",
+                        "total_ms": "\((end - start).milliseconds)",
                     ])
             }
-            return true
+            return report
         } catch {
-            metrics.record(duration: ContinuousClock.now - start, verify: verify, result: "error")
+            metrics.record(duration: ContinuousClock.now - start, check: verification == .full ? .readBack : .none, result: "error")
             metrics.errors(cause: error.step.split(separator: " ").first.map(String.init) ?? "apply").increment()
             healthState.withLock { h in
                 h.syncs += 1
                 h.failures += 1
                 h.lastError = "\(error)"
             }
-            logger.error("sync failed, the previous rules stay in force", metadata: ["error": "\(error)", "verify": "\(verify)"])
-            return false
+            logger.error("sync failed, the previous rules stay in force", metadata: ["error": "\(error)", "verification": "\(verification)"])
+            return nil
         }
     }
 }
@@ -232,17 +275,31 @@ public final class SyncLoop: Sendable {
 /// The sync loop's metrics (swift-metrics API; the backend is chosen by the program).
 struct SyncMetrics: Sendable {
     let eventToEnforcement = Metrics.Timer(label: "picket_event_to_enforcement_seconds")
+    let conntrackRecheck = Metrics.Timer(label: "picket_conntrack_recheck_seconds")
     let rules = Gauge(label: "picket_programmed_rules")
     let setMembers = Gauge(label: "picket_programmed_set_members")
     let lastSuccess = Gauge(label: "picket_last_successful_sync_timestamp_seconds")
 
-    func record(duration: Duration, verify: Bool, result: String) {
-        Metrics.Timer(label: "picket_sync_duration_seconds", dimensions: [("kind", verify ? "verify" : "apply")]).recordNanoseconds(duration.nanoseconds)
+    /// A sync's duration, by how the kernel was checked (`none`: planned against memory), and
+    /// its result.
+    func record(duration: Duration, check: ApplyReport.Check, result: String) {
+        Metrics.Timer(label: "picket_sync_duration_seconds", dimensions: [("check", check.label)]).recordNanoseconds(duration.nanoseconds)
         Counter(label: "picket_syncs_total", dimensions: [("result", result)]).increment()
     }
 
     func errors(cause: String) -> Counter {
         Counter(label: "picket_sync_errors_total", dimensions: [("cause", cause)])
+    }
+}
+
+extension ApplyReport.Check {
+    /// The metric label and log value: none, fingerprint, read_back.
+    var label: String {
+        switch self {
+        case .none: "none"
+        case .fingerprint: "fingerprint"
+        case .readBack: "read_back"
+        }
     }
 }
 

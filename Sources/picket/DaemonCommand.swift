@@ -19,8 +19,11 @@ struct DaemonCommand: AsyncParsableCommand {
             Node, waits until every list has completed (--cache-sync-timeout, then exits 1 naming \
             what is missing), and from then on keeps the kernel enforcing what the cluster compiles \
             to for this node: every change is applied within milliseconds (bursts coalesce), pod \
-            churn as set members only, and every --iptables-sync-period the kernel is read back and \
-            whatever drifted is repaired. Rules of a previous run stay in force until replaced.
+            churn as set members only, and every --iptables-sync-period the node is verified and \
+            whatever drifted is repaired. With the nf_tables backend a verify that finds the ruleset \
+            generation and the sets' headers as Picket left them skips reading the kernel back (a \
+            full read-back still runs at least every 5 minutes); with legacy iptables every verify \
+            reads back. Rules of a previous run stay in force until replaced.
 
             The node is --hostname-override, else $NODE_NAME, else the host name. The API server: \
             --kubeconfig (and --context); without it $KUBECONFIG, then the in-cluster service \
@@ -51,7 +54,7 @@ struct DaemonCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("This node's name (default: $NODE_NAME, else the host name).", valueName: "node"))
     var hostnameOverride: String?
 
-    @Option(help: ArgumentHelp("How often the kernel is read back and repaired (Go duration: 1s, 5m, 1h30m).", valueName: "duration"))
+    @Option(help: ArgumentHelp("How often the node is verified and repaired (Go duration: 1s, 5m, 1h30m).", valueName: "duration"))
     var iptablesSyncPeriod = GoDuration(.seconds(300), written: "5m")
 
     @Option(help: ArgumentHelp("How long start-up waits for the first lists (Go duration).", valueName: "duration"))
@@ -156,7 +159,7 @@ struct DaemonCommand: AsyncParsableCommand {
         options.sync.blockUnknownPodIPs = blockUnknownPodIps
         options.sync.networkNamespace = netns
         let client = APIClient(connection: connection, userAgent: "picket/\(Picket.configuration.version) (\(node))")
-        let agent = NodeAgent(client: client, executor: Executor(kernel: SystemKernel()), options: options, logger: logger)
+        let agent = NodeAgent(client: client, executor: Executor(kernel: SystemKernel(), schedule: options.sync.verifySchedule), options: options, logger: logger)
 
         let metrics: @Sendable () -> StatusResponse = {
             StatusResponse(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: registry.emitToString())

@@ -26,7 +26,7 @@ final class DaemonUnderTest: @unchecked Sendable {
 
     init(node: String, kubeconfig: String, netns: String, workDir: String) throws {
         self.node = node
-        port = try freePort()
+        port = try freeLoopbackPort()
         logPath = "\(workDir)/daemon-\(node).log"
         arguments = [
             "daemon", "--kubeconfig", kubeconfig, "--hostname-override", node, "--netns", netns,
@@ -69,20 +69,6 @@ final class DaemonUnderTest: @unchecked Sendable {
     var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 }
 
-/// A free TCP port on 127.0.0.1 (bound once and released).
-func freePort() throws -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
-    var addr = sockaddr_in()
-    addr.sin_family = sa_family_t(AF_INET)
-    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-    addr.sin_port = 0
-    let bound = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-    guard bound == 0 else { throw HarnessError("cannot find a free port: \(String(cString: strerror(errno)))") }
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
-    return Int(UInt16(bigEndian: addr.sin_port))
-}
 
 /// Polls `condition` every 20 ms for at most `timeout`; whether it held.
 func eventually(_ timeout: Duration = .seconds(30), _ condition: () -> Bool) -> Bool {
