@@ -93,12 +93,15 @@ golden: deps
 	@git status --short Fixtures
 
 # Compile, apply, executor and decode figures for synthetic clusters (release build), informer
-# sync time and store memory against the test API server (10k and 50k pods), then the data-path
+# sync time and store memory against the test API server (10k and 50k pods), the daemon process
+# against it (10k; `picket-bench daemon --sizes 10k,50k` for both), then the data-path
 # benchmark: ApacheBench between two pods with and without the rules of an 8,000-pod cluster.
 bench: deps
 	$(SWIFT) build -c release --product picket-bench
+	$(SWIFT) build -c release --product picket
 	$$($(SWIFT) build -c release --show-bin-path)/picket-bench
 	$$($(SWIFT) build -c release --show-bin-path)/picket-bench informer
+	$$($(SWIFT) build -c release --show-bin-path)/picket-bench daemon
 	bash Benchmarks/dataplane/run.sh
 
 clean:

@@ -131,7 +131,7 @@ let package = Package(
         // Synthetic-cluster benchmark for `make bench` (release build).
         .executableTarget(
             name: "picket-bench",
-            dependencies: ["KubeModel", "PolicyCompiler", "Executor", "IPSetKit", "KubeClient", "KubeTestSupport"],
+            dependencies: ["KubeModel", "PolicyCompiler", "Executor", "IPSetKit", "KubeClient", "KubeTestSupport", "ToolRunner"],
             path: "Benchmarks/picket-bench",
             swiftSettings: swiftSettings
         ),

@@ -13,6 +13,12 @@ if CommandLine.arguments.dropFirst().first == "informer" {
     exit(InformerBench.run(Array(CommandLine.arguments.dropFirst(2))))
 }
 
+// `picket-bench daemon ...`: the `picket daemon` process: start-up, memory, idle CPU, event to
+// enforcement, bursts.
+if CommandLine.arguments.dropFirst().first == "daemon" {
+    exit(DaemonBench.run(Array(CommandLine.arguments.dropFirst(2))))
+}
+
 switch BenchOptions.parse(Array(CommandLine.arguments.dropFirst())) {
 case .success(let options):
     exit(Benchmark(options: options).run())
