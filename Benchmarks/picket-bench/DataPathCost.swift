@@ -62,9 +62,9 @@ struct PacketWalker {
         for table in [TableName.mangle, .filter] {
             for hook in ruleset.ipv4.hooks where hook.table == table && hook.builtin == "FORWARD" {
                 cost.rules += 1
-                guard hookMatches(hook.matches, established: established, mark: mark) else { continue }
+                guard hookMatches(hook.matches, mark: mark) else { continue }
                 if table == .mangle {
-                    tag(&mark, &cost)
+                    tag(hook.target, established: established, &mark, &cost)
                 } else {
                     _ = run(hook.target, &mark, &cost)
                 }
@@ -73,13 +73,8 @@ struct PacketWalker {
         return cost
     }
 
-    /// Whether a hook's matches hold for a packet of a flow not flagged for re-check.
-    private func hookMatches(_ matches: [String], established: Bool, mark: UInt32) -> Bool {
-        if let i = matches.firstIndex(of: "--ctstate") {
-            let negated = matches[i - 1] == "!"
-            return negated ? !established : established
-        }
-        if matches.contains("connmark") { return false }
+    /// Whether a hook's packet-mark matches hold (a hook without matches: always).
+    private func hookMatches(_ matches: [String], mark: UInt32) -> Bool {
         if let i = matches.firstIndex(of: "--mark") {
             let parts = matches[i + 1].split(separator: "/").map { UInt32($0.dropFirst(2), radix: 16) ?? 0 }
             let equal = (mark & parts[1]) == parts[0]
@@ -88,10 +83,16 @@ struct PacketWalker {
         return true
     }
 
-    /// PICKET-MARK-FORWARD for a new connection: the packet gets its pods' group numbers.
-    private func tag(_ mark: inout UInt32, _ cost: inout PacketCost) {
-        for rule in chains[Names.markForwardChain] ?? [] {
+    /// A mangle tagging chain for a packet of a flow not flagged for re-check: an established
+    /// one (its conntrack entry carries the seen bit) returns at the conntrack-mark rule; a new
+    /// connection's first packet gets its pods' group numbers.
+    private func tag(_ chain: String, established: Bool, _ mark: inout UInt32, _ cost: inout PacketCost) {
+        for rule in chains[chain] ?? [] {
             cost.rules += 1
+            if rule.contains("connmark") && rule.last == "RETURN" {
+                if established { return }
+                continue
+            }
             if rule.contains("--ctstate") || rule.contains("--icmpv6-type") { continue }  // not a reply, not ND
             if let s = rule.firstIndex(of: "--map-set") {
                 cost.lookups += 1

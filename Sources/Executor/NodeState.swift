@@ -4,7 +4,9 @@
 // (Picket's chains, hooks and sets), reads the node's actual state, and plans the difference.
 // Rules are compared by identity, not by text: each carries `picket:` and a hash of its compiled
 // words in its comment (`RuleIdentity`), so two iptables builds that print a rule differently
-// agree, while any rule Picket did not write, or wrote elsewhere, differs. Sets are compared by
+// agree, while any rule Picket did not write, or wrote elsewhere, differs. The few bare rules
+// every packet meets (no comment, which would cost each packet a match) are identified by their
+// canonical text. Sets are compared by
 // header and members as ipset prints them; the compiler's typed roles (chain kinds and calls,
 // set roles) tell the planner what each is, with no parsing of names or rule text. A plan is
 // executed in up to four steps that never open a protected pod nor drop an allowed flow:
@@ -119,7 +121,8 @@ public struct NodeState: Hashable, Sendable {
     /// One of Picket's chains: its rules' identities, which are what is compared, and their text.
     public struct ChainState: Hashable, Sendable {
         /// Each rule's identity (`RuleIdentity`), in order; for a rule read from the kernel without
-        /// one, a value no compiled rule has.
+        /// Picket's comment, its identity as a bare rule, which only a compiled bare rule of the
+        /// same words shares.
         public var hashes: [String]
         /// The rules as written after `-A NAME ` (desired), or as the kernel's tools print them
         /// (read back). Not compared.
@@ -144,7 +147,7 @@ public struct NodeState: Hashable, Sendable {
 
         /// The state of rules as the kernel's tools print them.
         init(saved rules: [String]) {
-            self.init(hashes: rules.map { RuleIdentity.hash(inSaved: $0[...]) ?? "unstamped " + $0 }, texts: rules)
+            self.init(hashes: rules.map { RuleIdentity.identity(ofSaved: $0[...]) }, texts: rules)
         }
 
         public static func == (lhs: ChainState, rhs: ChainState) -> Bool { lhs.hashes == rhs.hashes }
@@ -185,7 +188,7 @@ public struct NodeState: Hashable, Sendable {
 
         /// A hook rule as the kernel's tools print it.
         init(position: Int, saved text: String) {
-            self.init(position: position, hash: RuleIdentity.hash(inSaved: text[...]) ?? "unstamped " + text, text: text)
+            self.init(position: position, hash: RuleIdentity.identity(ofSaved: text[...]), text: text)
         }
 
         public static func == (lhs: HookRule, rhs: HookRule) -> Bool { lhs.position == rhs.position && lhs.hash == rhs.hash }

@@ -221,6 +221,21 @@ private struct RulesetBuilder {
     func baseChains(_ family: IPAddress.Family, mapping: [Direction], blockingUnknown: Bool = false) -> (chains: [Chain], hooks: [Hook]) {
         let fields = marks.ingress | marks.egress
         let recheck = marks.recheck
+        let seen = marks.seen
+        // Every packet jumps here from its built-in chain (a bare jump: no match to evaluate), and
+        // a flow whose conntrack entry carries the seen bit and not the re-check bit goes
+        // straight back: one conntrack-mark match per established packet, and no comment on
+        // the way (both rules are bare). A packet without a conntrack entry (untracked,
+        // invalid) never matches, so it is tagged and judged each time.
+        let seenFlows: [[String]] = [["-m", "connmark", "--mark", Self.hex(seen, seen | recheck), "-j", "RETURN"]]
+        // The flow is seen from its first packet on (an entry still unconfirmed when the packet
+        // is dropped is discarded by the kernel, bit and all).
+        let markSeen: [[String]] = [["-j", "CONNMARK", "--set-xmark", Self.hex(seen, seen)]]
+        // An established flow not flagged for re-check without the seen bit (a flow from before
+        // Picket, or before this layout) was judged when it was new, and is not judged again.
+        let skipEstablished: [[String]] = [
+            ["-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-m", "connmark", "--mark", Self.hex(0, recheck), "-j", "RETURN"],
+        ]
         // A flow whose conntrack entry carries the re-check bit was admitted under rules that have
         // since taken access away from one of its ends: its next packet in the original direction
         // is tagged and judged like a new connection. Replies pass until then.
@@ -233,6 +248,7 @@ private struct RulesetBuilder {
         let discovery: [[String]] = family == .v6
             ? ["133", "134", "135", "136"].map { ["-p", "ipv6-icmp", "-m", "icmp6", "--icmpv6-type", $0, "-j", "RETURN"] }
             : []
+        let entry = seenFlows + markSeen + skipEstablished + skipReplies + discovery
         let clear = [["-j", "MARK", "--set-xmark", Self.hex(0, fields)]]
         // A re-checked flow that no policy governs any more stops being re-checked.
         let stopRechecking = [
@@ -254,12 +270,12 @@ private struct RulesetBuilder {
             : []
         let markForward = Chain(
             name: Names.markForwardChain, kind: .mark,
-            rules: skipReplies + discovery + clear + [Direction.egress, .ingress].filter(mapping.contains).map(map) + unknown + stopRechecking,
-            table: .mangle)
+            rules: entry + clear + [Direction.egress, .ingress].filter(mapping.contains).map(map) + unknown + stopRechecking,
+            table: .mangle, bareRules: seenFlows.count)
         let markInput = Chain(
             name: Names.markInputChain, kind: .mark,
-            rules: skipReplies + discovery + clear + (mapping.contains(.egress) ? [map(.egress)] : []) + stopRechecking,
-            table: .mangle)
+            rules: entry + clear + (mapping.contains(.egress) ? [map(.egress)] : []) + stopRechecking,
+            table: .mangle, bareRules: seenFlows.count)
         // Admitted in every direction that applied: stop re-checking the flow.
         let admittedAll = ["-m", "connmark", "--mark", Self.hex(recheck, recheck), "-j", "CONNMARK", "--set-xmark", Self.hex(0, recheck)]
         let forward = Chain(name: Names.forwardChain, kind: .base, rules: [
@@ -271,24 +287,18 @@ private struct RulesetBuilder {
             ["-j", Names.egressChain],
             admittedAll,
         ], calls: [Names.egressChain])
-        // The hooks decide, in the built-in chain, whether a packet needs Picket at all: an
-        // established packet of a flow not flagged for re-check walks two rules in mangle and one
-        // in filter, and enters none of Picket's chains.
-        let untracked = ["-m", "conntrack", "!", "--ctstate", "RELATED,ESTABLISHED"]
-        let flagged = ["-m", "connmark", "--mark", Self.hex(recheck, recheck)]
+        // Which packets need Picket at all: in filter, those tagged (a packet-mark match, native
+        // under nf_tables); in mangle, every packet jumps (bare, unconditional) and an
+        // established one of a flow not flagged for re-check returns at the first rule. So an
+        // established packet walks two rules in mangle and one in filter, with one xtables match
+        // (conntrack mark) among them.
         let hooks = [
             Hook(table: .filter, builtin: "FORWARD", target: Names.forwardChain, comment: "NetworkPolicy for pod traffic",
                  matches: ["-m", "mark", "!", "--mark", Self.hex(0, fields)]),
             Hook(table: .filter, builtin: "INPUT", target: Names.inputChain, comment: "NetworkPolicy egress from pods to this node",
                  matches: ["-m", "mark", "!", "--mark", Self.hex(0, marks.egress)]),
-            Hook(table: .mangle, builtin: "FORWARD", target: Names.markForwardChain,
-                 comment: "tag new pod connections with their policy groups", matches: untracked),
-            Hook(table: .mangle, builtin: "FORWARD", target: Names.markForwardChain,
-                 comment: "tag flows flagged for re-check", matches: flagged),
-            Hook(table: .mangle, builtin: "INPUT", target: Names.markInputChain,
-                 comment: "tag new connections from pods to this node", matches: untracked),
-            Hook(table: .mangle, builtin: "INPUT", target: Names.markInputChain,
-                 comment: "tag flows flagged for re-check", matches: flagged),
+            Hook(table: .mangle, builtin: "FORWARD", target: Names.markForwardChain, comment: nil),
+            Hook(table: .mangle, builtin: "INPUT", target: Names.markInputChain, comment: nil),
         ]
         return ([forward, input, markForward, markInput], hooks)
     }

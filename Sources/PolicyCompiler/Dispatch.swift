@@ -24,7 +24,10 @@ import KubeModel
 /// The mask's set bits, from the least significant, are split in two halves: the lower half
 /// numbers a packet's source pod's egress group, the upper half its destination pod's ingress
 /// group (an odd bit goes to ingress). Policy rules admit a packet by clearing their
-/// direction's field. The lowest bit of the mask, in the conntrack mark, flags flows to re-check.
+/// direction's field. In the conntrack mark, the mask's lowest bit flags flows to re-check and
+/// its second lowest says that Picket's tagging chains have seen the flow: the mangle hooks
+/// let a flow in only until then, or while it is flagged, so an established packet pays one
+/// match there.
 public struct MarkLayout: Hashable, Sendable, CustomStringConvertible {
     /// The default mask: the upper 16 bits, the part of the mark network-policy engines use,
     /// clear of kube-proxy's 0x4000/0x8000 and of the low bits service proxies and meshes use.
@@ -38,6 +41,8 @@ public struct MarkLayout: Hashable, Sendable, CustomStringConvertible {
     public let ingress: UInt32
     /// The conntrack-mark bit of flows to re-check.
     public let recheck: UInt32
+    /// The conntrack-mark bit of flows Picket's tagging chains have seen.
+    public let seen: UInt32
 
     /// Why a mask cannot be used.
     public struct InvalidMask: Error, CustomStringConvertible {
@@ -56,6 +61,7 @@ public struct MarkLayout: Hashable, Sendable, CustomStringConvertible {
         self.egress = bits[..<half].reduce(0, |)
         self.ingress = bits[half...].reduce(0, |)
         self.recheck = bits[0]
+        self.seen = bits[1]
     }
 
     /// The default layout.

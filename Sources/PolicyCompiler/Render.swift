@@ -136,22 +136,27 @@ extension IPSet {
 
 
 extension Chain {
-    /// The rules as written: each with its identity (`RuleIdentity`) at the start of its comment.
-    public var stampedRules: [[String]] { rules.map { RuleIdentity.stamped($0).words } }
+    /// The rules as written: each with its identity (`RuleIdentity`) at the start of its comment,
+    /// but the first `bareRules`, which are written as they are.
+    public var stampedRules: [[String]] {
+        rules.enumerated().map { i, rule in i < bareRules ? rule : RuleIdentity.stamped(rule).words }
+    }
 
     /// Each rule's identity, in order: what the executor compares with the kernel's.
-    public var ruleHashes: [String] { rules.map(RuleIdentity.hash) }
+    public var ruleHashes: [String] {
+        rules.enumerated().map { i, rule in i < bareRules ? RuleIdentity.bare(rule) : RuleIdentity.hash(rule) }
+    }
 
     /// Each rule as written after `-A NAME `, its identity included.
     public var ruleTexts: [String] { stampedRules.map(LineWriter.line) }
 }
 
 extension Hook {
-    /// The hook's words as written, its identity included.
-    public var stampedRule: [String] { RuleIdentity.stamped(rule).words }
+    /// The hook's words as written, its identity included (a bare hook: as it is).
+    public var stampedRule: [String] { comment == nil ? rule : RuleIdentity.stamped(rule).words }
 
     /// The hook's identity.
-    public var ruleHash: String { RuleIdentity.hash(rule) }
+    public var ruleHash: String { comment == nil ? RuleIdentity.bare(rule) : RuleIdentity.hash(rule) }
 
     /// The hook as written after `-I BUILTIN N `.
     public var ruleText: String { LineWriter.line(stampedRule) }
@@ -164,6 +169,15 @@ extension Hook {
 /// hashes): two builds that print a rule differently agree on what it is, and a rule someone
 /// else added or edited (without Picket's identity) is drift. An identity covers one rule's
 /// words only, so a change to one rule changes one identity, and identical rules share one.
+///
+/// The few rules every established packet meets (the mangle hooks and the first rule of the
+/// chains they jump to) are bare: a comment is a match of its own for the kernel to evaluate
+/// (an xtables extension even under nf_tables, called through an indirect call), and on that
+/// path it would cost every packet. A bare rule's identity is its text made canonical
+/// (`canonical`: words split on blanks, numbers and `V/M` marks in one notation), which is all
+/// two iptables builds could print differently in these rules (a jump, a `-m connmark --mark`
+/// match). A rule read from the kernel without Picket's comment gets the same kind of identity,
+/// so a foreign rule is drift unless it is word for word one of Picket's bare rules.
 public enum RuleIdentity {
     /// What a comment starts with when it carries an identity.
     public static let prefix = "picket:"
@@ -185,6 +199,32 @@ public enum RuleIdentity {
             stamped.insert(contentsOf: ["-m", "comment", "--comment", prefix + hash], at: target)
         }
         return (hash, stamped)
+    }
+
+    /// The identity of a bare rule made of `words`.
+    public static func bare(_ words: [String]) -> String { Names.hash(["bare"] + canonical(words)) }
+
+    /// The identity of a rule as the kernel's tools print it: the one in its comment, else its
+    /// identity as a bare rule.
+    public static func identity(ofSaved rule: Substring) -> String {
+        hash(inSaved: rule) ?? Names.hash(["bare"] + canonical(rule.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)))
+    }
+
+    /// Words in one notation: a number (decimal or hex) or a `V/M` pair of numbers as lowercase
+    /// hex (`0x20/0x30`); other words as they are.
+    static func canonical(_ words: [String]) -> [String] {
+        func number(_ text: Substring) -> UInt64? {
+            let lower = text.lowercased()
+            if lower.hasPrefix("0x") { return UInt64(lower.dropFirst(2), radix: 16) }
+            return lower.isEmpty || !lower.allSatisfy(\.isNumber) ? nil : UInt64(lower)
+        }
+        func hex(_ value: UInt64) -> String { "0x" + String(value, radix: 16) }
+        return words.map { word in
+            let parts = word.split(separator: "/", omittingEmptySubsequences: false)
+            let values = parts.compactMap(number)
+            guard values.count == parts.count, parts.count == 1 || parts.count == 2, word.first != "-" else { return word }
+            return values.map(hex).joined(separator: "/")
+        }
     }
 
     /// The identity a rule as the kernel's tools print it carries (`... --comment

@@ -248,6 +248,9 @@ public struct Chain: Hashable, Sendable {
     /// Picket's chains its rules jump or go to, in rule order: a change in one of them changes
     /// what this chain admits.
     public var calls: [String]
+    /// How many of its first rules carry no identity comment (`RuleIdentity.bare`): rules every
+    /// established packet meets, where a comment would be one more match to evaluate.
+    public var bareRules: Int
 
     /// The parts of the layout.
     public enum Kind: Hashable, Sendable {
@@ -264,12 +267,13 @@ public struct Chain: Hashable, Sendable {
     }
 
     /// Creates a chain.
-    public init(name: String, kind: Kind, rules: [[String]] = [], calls: [String] = [], table: TableName = .filter) {
+    public init(name: String, kind: Kind, rules: [[String]] = [], calls: [String] = [], table: TableName = .filter, bareRules: Int = 0) {
         self.name = name
         self.kind = kind
         self.rules = rules
         self.calls = calls
         self.table = table
+        self.bareRules = bareRules
     }
 }
 
@@ -281,14 +285,16 @@ public struct Hook: Hashable, Sendable {
     public var builtin: String
     /// Picket's chain it jumps to.
     public var target: String
-    /// Why the jump exists (rendered as an iptables comment).
-    public var comment: String
+    /// Why the jump exists (rendered as an iptables comment); nil for a bare jump, which every
+    /// packet takes: it carries no comment (`RuleIdentity.bare`), since a comment would be one
+    /// more match for every packet to evaluate.
+    public var comment: String?
     /// Matches the jump is taken on (empty: every packet). Packets that need nothing of
     /// Picket's (established flows) are kept out of its chains here, in the built-in chain.
     public var matches: [String]
 
     /// Creates a hook.
-    public init(table: TableName = .filter, builtin: String, target: String, comment: String, matches: [String] = []) {
+    public init(table: TableName = .filter, builtin: String, target: String, comment: String?, matches: [String] = []) {
         self.table = table
         self.builtin = builtin
         self.target = target
@@ -297,7 +303,7 @@ public struct Hook: Hashable, Sendable {
     }
 
     /// The rule's words after `-I BUILTIN N`.
-    public var rule: [String] { matches + ["-m", "comment", "--comment", comment, "-j", target] }
+    public var rule: [String] { matches + (comment.map { ["-m", "comment", "--comment", $0] } ?? []) + ["-j", target] }
 }
 
 extension Array where Element: Equatable {

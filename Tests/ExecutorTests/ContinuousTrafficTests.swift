@@ -135,6 +135,39 @@ struct ContinuousTrafficTests {
         #expect(left == 0, "no admitted packet leaves with one of Picket's bits")
     }
 
+    @Test("established packets leave the tagging chain at its first rule; untracked packets, which carry no conntrack mark, are judged every time")
+    func seenFlows() throws {
+        guard kernelTestsCanRun() else { return }
+        let node = try BridgedNode(pods: [Self.client, Self.server, Self.friend])
+        defer { node.shutdown() }
+        try node.startServer(in: "server", port: 80)
+        func iptables(_ arguments: [String]) throws -> String {
+            try checked("/usr/sbin/ip", ["netns", "exec", node.nodeName, "iptables"] + arguments)
+        }
+        // friend's packets are not tracked (as NodeLocal DNSCache's NOTRACK rules do): without
+        // Picket, friend reaches the server.
+        _ = try iptables(["-t", "raw", "-I", "PREROUTING", "1", "-s", Self.friend.1, "-j", "NOTRACK"])
+        let open = try node.traffic(from: "friend", mode: "new", to: Self.server.1, seconds: 1).finish(within: 10)
+        #expect(open.succeeded > 0, "untracked friend -> server works without Picket: \(open)")
+
+        // Only client may reach the server.
+        try node.inside { _ = try Executor(kernel: SystemKernel()).apply(Self.ruleset([Self.serverAllows(["client"])])) }
+        let client = try node.traffic(from: "client", mode: "new", to: Self.server.1, seconds: 2).finish(within: 12)
+        #expect(client.succeeded > 10 && client.failed == 0, "client -> server admitted: \(client)")
+        // Per rule of PICKET-MARK-FORWARD, its packet count.
+        let counts = try iptables(["-t", "mangle", "-L", Names.markForwardChain, "-v", "-x", "-n"]).split(separator: "\n").dropFirst(2)
+            .map { Int($0.split(separator: " ").first ?? "") ?? -1 }
+        let returned = counts.first ?? -1, tagged = counts.dropFirst().first ?? -1
+        print("ExecutorTests.seenFlows: \(client.succeeded) connections; packets returned at the first rule \(returned), packets past it \(tagged)")
+        // Past the first rule: one packet a connection (its first), nothing of its later packets.
+        #expect(tagged >= client.succeeded && tagged <= client.succeeded + client.failed + 2, "only first packets are tagged: \(tagged)")
+        #expect(returned >= 4 * client.succeeded, "every later packet, both ways, returns at the first rule: \(returned)")
+
+        // friend, untracked, is judged and dropped.
+        let denied = try node.traffic(from: "friend", mode: "new", to: Self.server.1, seconds: 1).finish(within: 10)
+        #expect(denied.succeeded == 0 && denied.failed > 0, "untracked friend -> server is judged and denied: \(denied)")
+    }
+
     @Test("an established connection is cut by the apply that tightens or removes its policy; others survive")
     func revocation() throws {
         guard kernelTestsCanRun() else { return }

@@ -239,4 +239,42 @@ func makePolicy(_ namespace: String, _ name: String, _ tweak: (inout NetworkPoli
         #expect(sets.first { $0.family == .v4 }?.members.map(\.description) == ["10.244.2.21,tcp:80"])
         #expect(sets.first { $0.family == .v6 }?.members.isEmpty == true)
     }
+
+    @Test("an established packet meets only bare rules: mangle jumps without a match or comment, then one conntrack-mark RETURN")
+    func establishedPath() throws {
+        let snapshot = ClusterSnapshot(
+            pods: [makePod("x", "a", ip: "10.244.1.2", labels: ["app": "a"])],
+            policies: [makePolicy("x", "deny") { $0.podSelector = LabelSelector(matchLabels: ["app": "a"]) }])
+        let ruleset = compile(snapshot, node: "node-a")
+        let marks = ruleset.marks
+        for builtin in ["FORWARD", "INPUT"] {
+            let hooks = ruleset.ipv4.hooks.filter { $0.table == .mangle && $0.builtin == builtin }
+            #expect(hooks.count == 1)
+            #expect(hooks.first?.stampedRule == ["-j", builtin == "FORWARD" ? Names.markForwardChain : Names.markInputChain])
+        }
+        let chain = try #require(ruleset.ipv4.chains.first { $0.name == Names.markForwardChain })
+        let seen = "0x" + String(marks.seen, radix: 16) + "/0x" + String(marks.seen | marks.recheck, radix: 16)
+        #expect(chain.stampedRules.first == ["-m", "connmark", "--mark", seen, "-j", "RETURN"])
+        // Every other rule keeps its identity comment.
+        #expect(chain.stampedRules.dropFirst().allSatisfy { $0.contains("--comment") })
+        // Both bits inside the mask, distinct, neither a foreign one.
+        #expect(marks.seen != marks.recheck && marks.mask & (marks.seen | marks.recheck) == (marks.seen | marks.recheck))
+
+        // A bare rule's identity is its canonical text: another printing of the same rule agrees,
+        // another rule does not.
+        let identity = chain.ruleHashes[0]
+        let value = marks.seen, mask = marks.seen | marks.recheck
+        func padded(_ v: UInt32) -> String { "0x" + String(repeating: "0", count: 8 - String(v, radix: 16).count) + String(v, radix: 16).uppercased() }
+        #expect(RuleIdentity.identity(ofSaved: "-m connmark --mark \(seen) -j RETURN") == identity)
+        #expect(RuleIdentity.identity(ofSaved: "-m  connmark  --mark  \(padded(value))/\(padded(mask))  -j  RETURN") == identity)
+        #expect(RuleIdentity.identity(ofSaved: "-m connmark --mark \(value)/\(mask) -j RETURN") == identity)
+        #expect(RuleIdentity.identity(ofSaved: "-m connmark --mark \(seen) -j ACCEPT") != identity)
+        #expect(RuleIdentity.identity(ofSaved: "-m connmark --mark 0x0/\(padded(mask)) -j RETURN") != identity)
+        let hook = try #require(ruleset.ipv4.hooks.first { $0.table == .mangle && $0.builtin == "FORWARD" })
+        #expect(RuleIdentity.identity(ofSaved: "-j \(Names.markForwardChain)") == hook.ruleHash)
+        #expect(RuleIdentity.identity(ofSaved: "-j \(Names.markInputChain)") != hook.ruleHash)
+        // A stamped rule is known by its comment, never by its text.
+        let stamped = chain.rules[1]
+        #expect(RuleIdentity.identity(ofSaved: LineWriter.line(stamped)[...]) != chain.ruleHashes[1])
+    }
 }

@@ -91,7 +91,7 @@ import Testing
             var saved: [String: [String]] = [:]
             for line in (save.stdout + mangle.stdout).split(separator: "\n") where line.hasPrefix("-A PICKET-") {
                 let words = line.split(separator: " ", maxSplits: 2)
-                saved[String(words[1]), default: []].append(RuleIdentity.hash(inSaved: words[2]) ?? "none: \(line)")
+                saved[String(words[1]), default: []].append(RuleIdentity.identity(ofSaved: words[2]))
             }
             for chain in table.chains where !chain.rules.isEmpty {
                 #expect(saved[chain.name] == chain.ruleHashes, "\(chain.name)")
