@@ -19,6 +19,7 @@
 #   MARK_MASK (0xffff3ff0: 13 bits per direction, 8,190 groups, clear of kube-proxy's bits),
 #   PODS_PER_SERVICE (8; the seed's curve used 2, 6 and 8),
 #   CAL_ROUNDS (3; 0 skips the conntrack calibration), PIN_CPU (last CPU; "none" to not pin),
+#   PAIRS (15; 0 skips the paired runs below), PAIR_DURATION seconds per paired ab run (1),
 #   PICKET (a picket binary to use instead of building one).
 #
 # Method. Conditions alternate within each round (order rotated every round) and each figure is
@@ -28,6 +29,25 @@
 # bimodal). The node keeps a kube-proxy-like `-m conntrack --ctstate INVALID -j DROP` in FORWARD
 # in every condition, as a real node running kube-proxy does; the conntrack calibration shows
 # what conntrack itself costs compared with no netfilter rule at all.
+#
+# Paired runs. Rounds of apply/cleanup are slow to alternate (seconds per switch with thousands of
+# pods), so slow drift of the machine lands between the conditions. After its rounds each
+# variant also runs PAIRS pairs in which only what a packet can meet is switched: Picket's hooks
+# in filter FORWARD/INPUT and its mangle table (the whole nf_tables table, base chains included;
+# only Picket uses mangle in this namespace) are taken out and put back (tens of milliseconds),
+# while its sets and its unreferenced filter chains stay. Off, no packet reaches anything of
+# Picket's; on, the node holds exactly what `picket apply` wrote (checked: iptables-save equal
+# before and after a cycle). The order within a pair alternates; the figure is the median of the
+# per-pair losses. Needs nft (the nftables package) to drop the mangle table.
+#
+# Profile. This machine's run-to-run noise (10-20% between 1-s runs of one condition) is larger
+# than the 2% to be shown, so each variant is also profiled: `perf record` on the pinned CPU during
+# an ab run, hooked and unhooked (twice each, alternating), and the share of the CPU's samples in
+# netfilter's rule evaluation (nf_hook_slow, nft_*, the x_tables matches and targets Picket uses,
+# ip_set_*): the difference between hooked and unhooked is what Picket's rules take of the CPU
+# that serves the requests, which is the throughput they cost, measured in the same second as the
+# work itself and so free of the machine's speed changes. PROFILE=0 skips it (needs perf);
+# PERF_KEEP=DIR keeps each profile there (VARIANT-cC-CONDITION-N.data) for `perf report -i`.
 #
 # Everything lives in network namespaces named pkd-<pid>-*, a temp dir and one nginx process;
 # all of it is removed on exit (EXIT/INT/TERM).
@@ -41,6 +61,10 @@ VARIANTS=${VARIANTS:-"ipblock podpeer groups-1 groups-100 groups-1000 groups-400
 MARK_MASK=${MARK_MASK:-0xffff3ff0}
 PODS_PER_SERVICE=${PODS_PER_SERVICE:-8}
 CAL_ROUNDS=${CAL_ROUNDS:-3}
+PAIRS=${PAIRS:-15}
+PAIR_DURATION=${PAIR_DURATION:-1}
+PROFILE=${PROFILE:-1}
+PERF_KEEP=${PERF_KEEP:-}
 PIN_CPU=${PIN_CPU:-$(( $(nproc) - 1 ))}
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
@@ -53,6 +77,9 @@ int_in() { [[ $1 =~ ^[0-9]+$ ]] && (( $1 >= $2 && $1 <= $3 )); }
 int_in "$ROUNDS" 1 15 || die "ROUNDS must be 1..15"
 int_in "$DURATION" 1 10 || die "DURATION must be 1..10 (whole seconds: ab -t)"
 int_in "$CAL_ROUNDS" 0 10 || die "CAL_ROUNDS must be 0..10"
+int_in "$PAIRS" 0 60 || die "PAIRS must be 0..60"
+int_in "$PAIR_DURATION" 1 10 || die "PAIR_DURATION must be 1..10 (whole seconds: ab -t)"
+[[ $PROFILE == 0 || $PROFILE == 1 ]] || die "PROFILE must be 0 or 1"
 int_in "$PODS_PER_SERVICE" 1 20 || die "PODS_PER_SERVICE must be 1..20"
 set -f; conc_list=($CONCURRENCY); variant_list=($VARIANTS); set +f
 (( ${#conc_list[@]} >= 1 && ${#conc_list[@]} <= 4 )) || die "CONCURRENCY: 1 to 4 values"
@@ -78,6 +105,8 @@ fi
 missing=()
 command -v nginx >/dev/null || missing+=(nginx-light)
 command -v ab >/dev/null || missing+=(apache2-utils)
+if (( PAIRS > 0 )) && iptables -V | grep -q nf_tables; then command -v nft >/dev/null || missing+=(nftables); fi
+if (( PAIRS > 0 && PROFILE == 1 )); then command -v perf >/dev/null || missing+=(linux-perf); fi
 if (( ${#missing[@]} )); then
     say "installing ${missing[*]} (apt-get install -y ${missing[*]}): the benchmark needs nginx and ab"
     # Keep the package from starting the system nginx (it would listen on :80 of the host).
@@ -106,11 +135,14 @@ if [[ -z ${PICKET:-} ]]; then
     PICKET="$(cd "$REPO" && swift build -c release --show-bin-path)/picket"
 fi
 [[ -x $PICKET ]] || die "picket binary $PICKET not found"
-COST=${COST:-"$(dirname "$PICKET")/picket-bench"}
-if [[ ! -x $COST ]]; then
+# The rule counts come from picket-bench's walker over the same compiler: build it every time
+# (incremental, seconds when nothing changed) so the counts never come from an older layout.
+if [[ -z ${COST:-} ]]; then
     say "building picket-bench (release), for the rule counts: swift build -c release --product picket-bench"
     (cd "$REPO" && swift build -c release --product picket-bench) >/dev/null 2>&1 || die "swift build of picket-bench failed"
+    COST="$(cd "$REPO" && swift build -c release --show-bin-path)/picket-bench"
 fi
+[[ -x $COST ]] || die "picket-bench binary $COST not found"
 
 # ---- everything created from here on is removed by cleanup ---------------------------------
 PREFIX="pkd-$$-"
@@ -238,6 +270,7 @@ say "nginx: pid $NGINX_PID, $SERVER_IP:80 and :8081 reachable from the client wi
 
 # ---- 4. measurement -------------------------------------------------------------------------
 RESULTS="$TMP/results.tsv"; : >"$RESULTS"
+PROFILES="$TMP/profiles.tsv"; : >"$PROFILES"
 TIMES="$TMP/times.tsv"; : >"$TIMES"
 PICKET_ON=0; LIST_ON=0
 
@@ -277,17 +310,17 @@ set_condition() {
         list) if [[ $LIST_ON == 0 ]]; then on_node iptables -I FORWARD 1 -j KR-PODS; LIST_ON=1; fi ;;
     esac
 }
-# measure VARIANT CONDITION ROUND: one ab run per concurrency, appended to RESULTS; the figures
-# are appended to LINE for the progress line.
+# measure VARIANT CONDITION ROUND [SECONDS]: one ab run per concurrency, appended to RESULTS; the
+# figures are appended to LINE for the progress line.
 measure() {
-    local c out qps failed
+    local c out qps failed duration=${4:-$DURATION}
     LINE+=" | $2"
     for c in "${conc_list[@]}"; do
         on_node conntrack -F >/dev/null 2>&1 || true
         local keepalive=()
         [[ $c == k* ]] && keepalive=(-k)
-        out=$(timeout $(( DURATION + 30 )) ip netns exec "$CLI_NS" "${pin[@]}" \
-            ab -q -r -s 5 "${keepalive[@]}" -t "$DURATION" -n 10000000 -c "${c#k}" "http://$SERVER_IP/" 2>&1) || true
+        out=$(timeout $(( duration + 30 )) ip netns exec "$CLI_NS" "${pin[@]}" \
+            ab -q -r -s 5 "${keepalive[@]}" -t "$duration" -n 10000000 -c "${c#k}" "http://$SERVER_IP/" 2>&1) || true
         qps=$(awk '/^Requests per second/ { print $4 }' <<<"$out")
         failed=$(awk '/^Failed requests/ { print $3 }' <<<"$out")
         if [[ -z $qps ]]; then
@@ -303,6 +336,102 @@ expect_enforced() {
     on_node conntrack -F >/dev/null 2>&1 || true
     connects 80 || { say "PROBLEM: with $1 the client cannot reach the server on TCP 80, which a policy allows"; exit 1; }
     if connects 8081; then say "PROBLEM: with $1 the client reaches the server on TCP 8081, which no policy allows"; exit 1; fi
+}
+
+# The node's filter and mangle tables without counters, for comparing states.
+# With nf_tables, iptables-save prints every built-in chain whether or not it exists: the
+# registered base chains are listed too, since each one costs every packet of its hook.
+tables_now() {
+    { on_node iptables-save -t filter; on_node iptables-save -t mangle 2>/dev/null; } | grep -v '^#' | sed -E 's/ \[[0-9]+:[0-9]+\]$//'
+    if command -v nft >/dev/null && on_node iptables -V | grep -q nf_tables; then
+        on_node nft list chains 2>/dev/null | awk '/^table/ { t = $2 " " $3 } /chain / { c = $2 } /hook/ { print t, c, $0 }' | sort
+    fi
+}
+# hooks_off / hooks_on: take out and put back what a packet can meet of Picket's (see Paired runs).
+hooks_off() {
+    { printf '*filter\n'; sed 's/^-A /-D /' "$TMP/hooks.rules"; printf 'COMMIT\n'; } | on_node iptables-restore --noflush
+    if [[ -s $TMP/mangle.save ]]; then
+        if on_node iptables -V | grep -q nf_tables; then on_node nft delete table ip mangle; else on_node iptables -t mangle -F; on_node iptables -t mangle -X; fi
+    fi
+}
+hooks_on() {
+    # Without the built-in chains' declarations: declared, each would be created as a base chain,
+    # while rules create only the chains they are in (FORWARD and INPUT), as `picket apply` does.
+    if [[ -s $TMP/mangle.save ]]; then
+        grep -Ev '^:(PREROUTING|INPUT|FORWARD|OUTPUT|POSTROUTING) ' "$TMP/mangle.save" | on_node iptables-restore --noflush
+    fi
+    # Picket's hooks come first in their chains: insert them back at the top, last one first.
+    { printf '*filter\n'; tac "$TMP/hooks.rules" | sed -E 's/^-A ([A-Z]+) /-I \1 1 /'; printf 'COMMIT\n'; } | on_node iptables-restore --noflush
+}
+# run_pairs VARIANT: the paired runs (Picket applied meanwhile, hooked or not), as variant VARIANT/pairs.
+run_pairs() {
+    local variant=$1 p before
+    set_condition picket "$variant"
+    before=$(tables_now)
+    on_node iptables-save -t filter | grep -E '^-A (FORWARD|INPUT) .*-j PICKET-' >"$TMP/hooks.rules" || true
+    [[ -s $TMP/hooks.rules ]] || { say "PROBLEM: no Picket hook found in filter FORWARD/INPUT ($variant)"; exit 1; }
+    # Every hook is at the top of its chain (hooks_on puts them back there).
+    for chain in FORWARD INPUT; do
+        local n; n=$(grep -c "^-A $chain " "$TMP/hooks.rules" || true)
+        if (( n > 0 )) && [[ $(on_node iptables -S "$chain" | sed -n "2,$(( n + 1 ))p") != "$(grep "^-A $chain " "$TMP/hooks.rules")" ]]; then
+            say "PROBLEM: Picket's $chain hooks are not the first rules of $chain ($variant)"; exit 1
+        fi
+    done
+    on_node iptables-save -t mangle >"$TMP/mangle.save" 2>/dev/null || : >"$TMP/mangle.save"
+    hooks_off
+    on_node conntrack -F >/dev/null 2>&1 || true
+    connects 8081 || { say "PROBLEM: with Picket unhooked the client cannot reach :8081 ($variant)"; exit 1; }
+    hooks_on
+    [[ $(tables_now) == "$before" ]] || { say "PROBLEM: a hook cycle did not restore the tables exactly ($variant)"; diff <(echo "$before") <(tables_now) | head -20; exit 1; }
+    expect_enforced "Picket re-hooked ($variant)"
+    say "pairs: $PAIRS x (unhooked, hooked) x ${PAIR_DURATION}s per concurrency; a hook cycle restores the tables exactly, unhooked :8081 is reachable, hooked it is not"
+    local hooked=1
+    for p in $(seq "$PAIRS"); do
+        LINE="pair $p/$PAIRS:"
+        local order=(none picket); (( p % 2 == 0 )) && order=(picket none)
+        for cond in "${order[@]}"; do
+            if [[ $cond == none && $hooked == 1 ]]; then hooks_off; hooked=0; fi
+            if [[ $cond == picket && $hooked == 0 ]]; then hooks_on; hooked=1; fi
+            measure "$variant/pairs" "$cond" "$p" "$PAIR_DURATION"
+        done
+        say "$LINE"
+    done
+    if [[ $hooked == 0 ]]; then hooks_on; fi
+    if (( PROFILE == 1 )); then profile "$variant"; fi
+    set_condition none "$variant"
+}
+# The kernel functions of netfilter's rule evaluation (not conntrack, which every condition has).
+NETFILTER_SYMBOLS='^(nf_hook_slow|nft_|__nft_|nf_tables_|ipt_do_table|xt_|ip_set_|hash_ip|hash_net|mark_mt|mark_tg|connmark_|conntrack_mt|set_match|set_target|comment_mt)'
+# netfilter_share FILE: the percentage of the samples in NETFILTER_SYMBOLS.
+netfilter_share() {
+    perf report -i "$1" --no-children --sort symbol --stdio 2>/dev/null |
+        awk -v re="$NETFILTER_SYMBOLS" '$1 ~ /%$/ && $2 == "[k]" && $3 ~ re { sum += $1 } END { printf "%.2f", sum }'
+}
+# profile VARIANT: hooked and unhooked, twice each, per concurrency; appended to PROFILES.
+profile() {
+    local variant=$1 c cond share perf_cpu=(-C "$PIN_CPU")
+    [[ $PIN_CPU == none ]] && perf_cpu=(-a)
+    for c in "${conc_list[@]}"; do
+        local shares="" keepalive=()
+        [[ $c == k* ]] && keepalive=(-k)
+        local n=0
+        for cond in none picket picket none; do
+            n=$(( n + 1 ))
+            if [[ $cond == none ]]; then hooks_off; else hooks_on; fi
+            on_node conntrack -F >/dev/null 2>&1 || true
+            perf record -q "${perf_cpu[@]}" -F 4999 -o "$TMP/perf.data" -- \
+                timeout 40 ip netns exec "$CLI_NS" "${pin[@]}" ab -q -r -s 5 "${keepalive[@]}" -t 3 -n 10000000 -c "${c#k}" "http://$SERVER_IP/" \
+                >"$TMP/perf-ab.log" 2>&1 || true
+            grep -q '^Requests per second' "$TMP/perf-ab.log" || { say "PROBLEM: ab under perf failed ($variant, $cond, c=$c):"; tail -5 "$TMP/perf-ab.log"; exit 1; }
+            share=$(netfilter_share "$TMP/perf.data")
+            printf '%s\t%s\t%s\t%s\n' "$variant" "$c" "$cond" "$share" >>"$PROFILES"
+            shares+=" $cond=$share%"
+            if [[ -n $PERF_KEEP ]]; then mkdir -p "$PERF_KEEP" && cp "$TMP/perf.data" "$PERF_KEEP/${variant}-c${c}-${cond}-${n}.data"; fi
+        done
+        hooks_on
+        say "profile c$c: share of the samples (CPU $PIN_CPU) in netfilter rule evaluation:$shares"
+    done
+    rm -f "$TMP/perf.data"
 }
 
 if (( CAL_ROUNDS > 0 )); then
@@ -380,6 +509,7 @@ for variant in "${variant_list[@]}"; do
         say "$LINE"
     done
     set_condition none "$variant"
+    if (( PAIRS > 0 )); then run_pairs "$variant"; fi
     # Remove the list: flush and delete every chain (this namespace is ours), keep the baseline.
     on_node iptables -F; on_node iptables -X
     on_node iptables -A "${BASE_RULE[@]}"
@@ -394,6 +524,6 @@ say "## Results"
 say ""
 say "Setup: $(commas "$INTERFERENCE_PODS") pods / $(commas "$SERVICES") services + test group, policy selecting every pod; ab -c C -t ${DURATION} (no -k) client pod -> server pod on $NODE_NAME (bridged, FORWARD once); medians of $ROUNDS alternating rounds; baseline 'without' = no policy rules (conntrack on, as on any kube-proxy node)."
 for variant in "${variant_list[@]}"; do say "- $variant: ${COUNTS[$variant]}"; say "${COSTS[$variant]}"; done
-python3 "$HERE/report.py" "$RESULTS" "$INTERFERENCE_PODS" "$SERVICES" "$TIMES"
+python3 "$HERE/report.py" "$RESULTS" "$INTERFERENCE_PODS" "$SERVICES" "$TIMES" "$PROFILES"
 say ""
 say "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg); total $(( $(date +%s) - START ))s (without the build)"
