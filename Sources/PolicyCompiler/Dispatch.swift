@@ -25,9 +25,8 @@ import KubeModel
 /// numbers a packet's source pod's egress group, the upper half its destination pod's ingress
 /// group (an odd bit goes to ingress). Policy rules admit a packet by clearing their
 /// direction's field. In the conntrack mark, the mask's lowest bit flags flows to re-check and
-/// its second lowest says that Picket's tagging chains have seen the flow: the mangle hooks
-/// let a flow in only until then, or while it is flagged, so an established packet pays one
-/// match there.
+/// its second lowest says that Picket's tagging chains have seen the flow: their first rule
+/// returns a seen flow that is not flagged, so an established packet pays one match there.
 public struct MarkLayout: Hashable, Sendable, CustomStringConvertible {
     /// The default mask: the upper 16 bits, the part of the mark network-policy engines use,
     /// clear of kube-proxy's 0x4000/0x8000 and of the low bits service proxies and meshes use.

@@ -207,7 +207,7 @@ public enum RuleIdentity {
     /// The identity of a rule as the kernel's tools print it: the one in its comment, else its
     /// identity as a bare rule.
     public static func identity(ofSaved rule: Substring) -> String {
-        hash(inSaved: rule) ?? Names.hash(["bare"] + canonical(rule.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)))
+        hash(inSaved: rule) ?? bare(rule.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init))
     }
 
     /// Words in one notation: a number (decimal or hex) or a `V/M` pair of numbers as lowercase

@@ -289,8 +289,9 @@ public struct Hook: Hashable, Sendable {
     /// packet takes: it carries no comment (`RuleIdentity.bare`), since a comment would be one
     /// more match for every packet to evaluate.
     public var comment: String?
-    /// Matches the jump is taken on (empty: every packet). Packets that need nothing of
-    /// Picket's (established flows) are kept out of its chains here, in the built-in chain.
+    /// Matches the jump is taken on (empty: every packet). The filter hooks keep packets that
+    /// need nothing of Picket's (untagged) out of its chains; the mangle hooks are bare and
+    /// their chains return established flows at their first rule.
     public var matches: [String]
 
     /// Creates a hook.
