@@ -11,7 +11,7 @@ func changes(_ list: [ApplyReport.SetChange]) -> [String] {
 
 /// The executor applying compiled rulesets in scratch network namespaces: what it writes (a
 /// `CountingKernel` records every call) and what the kernel then holds (iptables-save, ipset save).
-@Suite("Executor: apply in a real kernel")
+@Suite("Executor: apply in a real kernel", kernelOnly)
 struct ApplyTests {
     @Test("apply twice: the second apply is a no-op and writes nothing; verify reads but writes nothing; without verify it does not even read")
     func applyTwice() throws {
@@ -333,7 +333,7 @@ struct FixtureCase: CustomTestStringConvertible, Sendable {
 /// Every golden case survives the round trip through the kernel: what the executor writes reads
 /// back exactly as compiled (iptables-save's and ipset save's spelling of every rule and member),
 /// so a verifying apply finds nothing to rewrite.
-@Suite("Executor: every golden case round-trips through the kernel")
+@Suite("Executor: every golden case round-trips through the kernel", kernelOnly)
 struct FixtureRoundTripTests {
     @Test(arguments: FixtureCase.all())
     func roundTrip(_ fixture: FixtureCase) throws {

@@ -6,7 +6,7 @@ import Testing
 
 /// `picket apply` and `picket cleanup` as an operator runs them: the built binary, run with
 /// `ip netns exec NAME picket ...` in a scratch namespace.
-@Suite("picket apply / cleanup in a real kernel")
+@Suite("picket apply / cleanup in a real kernel", kernelOnly)
 struct CLITests {
     /// The `picket` executable next to the test bundle.
     static let picket: String = {

@@ -5,7 +5,7 @@ import PolicyCompiler
 import Testing
 
 /// Foreign state, and cleanup's promise to remove Picket's part and nothing else.
-@Suite("Executor: foreign state and cleanup in a real kernel")
+@Suite("Executor: foreign state and cleanup in a real kernel", kernelOnly)
 struct CleanupTests {
     /// A user's rules, chains and sets, some named close to Picket's.
     static let foreign: [[String]] = [

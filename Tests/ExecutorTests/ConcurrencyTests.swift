@@ -54,7 +54,7 @@ struct Child: CustomStringConvertible {
 
 /// Two executors of one process at the same time, as a daemon with more than one sync thread,
 /// or any other code of the process spawning while the executor restores, would do.
-@Suite("Executor: concurrent use in one process")
+@Suite("Executor: concurrent use in one process", kernelOnly)
 struct ConcurrencyTests {
     @Test("two executors applying at the same time in two namespaces both finish")
     func concurrentApplies() throws {

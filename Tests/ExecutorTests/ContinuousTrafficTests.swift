@@ -10,7 +10,7 @@ import PolicyCompiler
 import Synchronization
 import Testing
 
-@Suite("Executor: continuous traffic and revocation", .serialized)
+@Suite("Executor: continuous traffic and revocation", .serialized, kernelOnly)
 struct ContinuousTrafficTests {
     static let client = ("client", "10.88.1.10")
     static let server = ("server", "10.88.1.11")

@@ -81,7 +81,7 @@ struct Tamper: CustomTestStringConvertible, Sendable {
 let foreignForwardRule = "-s 198.51.100.0/24 -j DROP"
 
 /// Repairs after tampering, and failures that must leave the previous rules in force.
-@Suite("Executor: repair and failure in a real kernel")
+@Suite("Executor: repair and failure in a real kernel", kernelOnly)
 struct RepairTests {
     @Test("tamper behind Picket's back, then apply(verify: true) restores exactly the compiled state", arguments: Tamper.all)
     func tamperAndRepair(_ tamper: Tamper) throws {

@@ -99,7 +99,7 @@ struct RestoreGuardTests {
         }
     }
 
-    @Test("in a real kernel: a tampered plan is refused and the kernel is left exactly as it was")
+    @Test("in a real kernel: a tampered plan is refused and the kernel is left exactly as it was", kernelOnly)
     func refusedInKernel() throws {
         try withScratchNamespace { namespace in
             // Something of Picket's is already there: the refusal must leave it, too.
@@ -127,7 +127,7 @@ struct RestoreGuardTests {
         }
     }
 
-    @Test("in a real kernel: injected names stay inside Picket's chains, read back equal to the compiled text")
+    @Test("in a real kernel: injected names stay inside Picket's chains, read back equal to the compiled text", kernelOnly)
     func injectedNamesInKernel() throws {
         try withScratchNamespace { namespace in
             let evil = "evil\" -j ACCEPT\n-A FORWARD -j ACCEPT\n#\u{0}\u{202E}é'\\"

@@ -19,18 +19,39 @@ import Testing
 
 // MARK: - Skipping
 
-/// Whether the kernel tests can run here; prints a line nobody can miss when they cannot.
-func kernelTestsCanRun(_ test: String = #function) -> Bool {
-    if geteuid() != 0 {
-        print("""
-            !!!!!!!! SKIPPED ExecutorTests.\(test): needs root (network namespaces, iptables, ipset). \
-            Run `sudo swift test --filter ExecutorTests`. !!!!!!!!
-            """)
-        return false
-    }
+/// Why the kernel tests cannot run here, or nil when they can.
+private let kernelProblem: String? = {
+    if geteuid() != 0 { return "needs root (network namespaces, iptables, ipset)" }
     for tool in ["/usr/sbin/ip", "/usr/sbin/ipset", "/usr/sbin/iptables-save", "/usr/sbin/ip6tables-save"]
     where !FileManager.default.isExecutableFile(atPath: tool) {
-        print("!!!!!!!! SKIPPED ExecutorTests.\(test): \(tool) is missing (install iproute2, ipset, iptables) !!!!!!!!")
+        return "\(tool) is missing (install iproute2, ipset, iptables)"
+    }
+    return nil
+}()
+
+/// Whether the executor's kernel tests can run here. The first time it is asked and they cannot,
+/// it prints a banner nobody can miss; the tests themselves are then reported as skipped (never
+/// as passed) through `kernelOnly`.
+let kernelReady: Bool = {
+    guard let problem = kernelProblem else { return true }
+    print("""
+        ************************************************************************
+        ExecutorTests kernel tests SKIPPED: \(problem).
+        Applying rules in a real kernel is NOT being tested. Run `sudo swift test --filter ExecutorTests`.
+        ************************************************************************
+        """)
+    return false
+}()
+
+/// The trait of every test (or suite) that needs a real kernel: skipped, and reported as such,
+/// where `kernelReady` is false.
+let kernelOnly = ConditionTrait.enabled(if: kernelReady, "needs root, iproute2, ipset and iptables")
+
+/// Whether the kernel tests can run here (for code reached from a test not marked `kernelOnly`);
+/// prints a line nobody can miss when they cannot.
+func kernelTestsCanRun(_ test: String = #function) -> Bool {
+    if let problem = kernelProblem {
+        print("!!!!!!!! SKIPPED ExecutorTests.\(test): \(problem) !!!!!!!!")
         return false
     }
     return true
