@@ -4,8 +4,8 @@ import PolicyCompiler
 
 // `picket-bench cost`: what one new TCP connection between two local pods costs on the data path
 // of a compiled ruleset, counted from the rules: the rules it walks and the set lookups among
-// them, in mangle FORWARD (tagging) and filter FORWARD (dispatch and policy evaluation), the
-// way the kernel evaluates them (a rule's address match first, then its matches in order, each
+// them, from mangle FORWARD's hooks through tagging, dispatch and policy evaluation, the way the
+// kernel evaluates them (a rule's address match first, then its matches in order, each
 // stopping the rule when it fails). An established packet's cost is counted the same way.
 
 /// The cost of one packet.
@@ -44,78 +44,52 @@ struct PacketWalker {
         self.port = port
     }
 
-    /// A new connection's first packet (SYN): mangle FORWARD, then filter FORWARD.
+    /// A new connection's first packet (SYN): its conntrack entry is new, its mark 0.
     func newConnection() -> PacketCost {
-        walk(established: false)
+        var packet = Packet(established: false, connmark: 0)
+        return walk(&packet)
     }
 
-    /// An established packet of a flow not flagged for re-check.
+    /// An established packet of a flow not flagged for re-check: its conntrack entry carries
+    /// the seen bit (set by its first packet).
     func established() -> PacketCost {
-        walk(established: true)
+        var packet = Packet(established: true, connmark: ruleset.marks.seen)
+        return walk(&packet)
     }
 
-    /// The built-in FORWARD chains' hooks in mangle, then filter, each entered when its
-    /// matches hold.
-    private func walk(established: Bool) -> PacketCost {
-        var cost = PacketCost()
+    /// What the walk knows of the packet: its conntrack state and mark, and its packet mark.
+    struct Packet {
+        var established: Bool
+        var connmark: UInt32
         var mark: UInt32 = 0
-        for table in [TableName.mangle, .filter] {
+    }
+
+    /// The built-in FORWARD chains' hooks, in table order, each entered when its matches hold.
+    private func walk(_ packet: inout Packet) -> PacketCost {
+        var cost = PacketCost()
+        for table in TableName.allCases {
             for hook in ruleset.ipv4.hooks where hook.table == table && hook.builtin == "FORWARD" {
                 cost.rules += 1
-                guard hookMatches(hook.matches, mark: mark) else { continue }
-                if table == .mangle {
-                    tag(hook.target, established: established, &mark, &cost)
-                } else {
-                    _ = run(hook.target, &mark, &cost)
-                }
+                guard matches(hook.matches, packet, &cost) else { continue }
+                if run(hook.target, &packet, &cost) == "drop" { return cost }
             }
         }
         return cost
     }
 
-    /// Whether a hook's packet-mark matches hold (a hook without matches: always).
-    private func hookMatches(_ matches: [String], mark: UInt32) -> Bool {
-        if let i = matches.firstIndex(of: "--mark") {
-            let parts = matches[i + 1].split(separator: "/").map { UInt32($0.dropFirst(2), radix: 16) ?? 0 }
-            let equal = (mark & parts[1]) == parts[0]
-            return matches[i - 1] == "!" ? !equal : equal
-        }
-        return true
-    }
-
-    /// A mangle tagging chain for a packet of a flow not flagged for re-check: an established
-    /// one (its conntrack entry carries the seen bit) returns at the conntrack-mark rule; a new
-    /// connection's first packet gets its pods' group numbers.
-    private func tag(_ chain: String, established: Bool, _ mark: inout UInt32, _ cost: inout PacketCost) {
-        for rule in chains[chain] ?? [] {
-            cost.rules += 1
-            if rule.contains("connmark") && rule.last == "RETURN" {
-                if established { return }
-                continue
-            }
-            if rule.contains("--ctstate") || rule.contains("--icmpv6-type") { continue }  // not a reply, not ND
-            if let s = rule.firstIndex(of: "--map-set") {
-                cost.lookups += 1
-                let set = sets[rule[s + 1]]
-                let address = rule[s + 2] == "src" ? source : destination
-                if let tag = set?.members.first(where: { $0.block.address == address })?.tag {
-                    mark = (mark & ~tag.mask) | tag.mark
-                }
-                continue
-            }
-            if rule.contains("MARK") && rule.contains("--set-xmark") && !rule.contains("CONNMARK") {
-                mark &= ~(ruleset.marks.ingress | ruleset.marks.egress)
-            }
-        }
+    /// `0xV/0xM` as numbers.
+    private func valueMask(_ word: String) -> (UInt32, UInt32) {
+        let parts = word.split(separator: "/").map { UInt32($0.dropFirst(2), radix: 16) ?? 0 }
+        return (parts[0], parts.count > 1 ? parts[1] : 0xffff_ffff)
     }
 
     /// Runs `chain`; returns "drop", "return" or nil (fell off the end).
-    private func run(_ chain: String, _ mark: inout UInt32, _ cost: inout PacketCost, depth: Int = 0) -> String? {
+    private func run(_ chain: String, _ packet: inout Packet, _ cost: inout PacketCost, depth: Int = 0) -> String? {
         guard depth < 64, let rules = chains[chain] else { return nil }
         for rule in rules {
             cost.rules += 1
             if Names.isDispatchTree(chain) { cost.treeRules += 1 }
-            guard matches(rule, mark, &cost) else { continue }
+            guard matches(rule, packet, &cost) else { continue }
             let target = rule.firstIndex(where: { $0 == "-j" || $0 == "-g" }).map { (rule[$0], rule[$0 + 1]) }
             guard let (kind, name) = target else { continue }
             switch name {
@@ -124,15 +98,26 @@ struct PacketWalker {
                 return "drop"
             case "RETURN":
                 return "return"
-            case "MARK":
+            case "MARK", "CONNMARK":
                 if let x = rule.firstIndex(of: "--set-xmark") {
-                    let parts = rule[x + 1].split(separator: "/").map { UInt32($0.dropFirst(2), radix: 16) ?? 0 }
-                    mark = (mark & ~parts[1]) ^ parts[0]
+                    let (value, mask) = valueMask(rule[x + 1])
+                    if name == "MARK" {
+                        packet.mark = (packet.mark & ~mask) ^ value
+                    } else {
+                        packet.connmark = (packet.connmark & ~mask) ^ value
+                    }
                 }
-            case "CONNMARK", "ACCEPT":
+            case "SET":
+                guard let s = rule.firstIndex(of: "--map-set") else { continue }
+                cost.lookups += 1
+                let address = rule[s + 2] == "src" ? source : destination
+                if let tag = sets[rule[s + 1]]?.members.first(where: { $0.block.address == address })?.tag {
+                    packet.mark = (packet.mark & ~tag.mask) | tag.mark
+                }
+            case "ACCEPT":
                 continue
             default:
-                let outcome = run(name, &mark, &cost, depth: depth + 1)
+                let outcome = run(name, &packet, &cost, depth: depth + 1)
                 if outcome == "drop" { return "drop" }
                 if kind == "-g" { return outcome == "return" ? "return" : nil }
             }
@@ -141,11 +126,17 @@ struct PacketWalker {
     }
 
     /// Whether `rule`'s matches hold, counting the set lookups it makes before one fails.
-    private func matches(_ rule: [String], _ mark: UInt32, _ cost: inout PacketCost) -> Bool {
+    private func matches(_ rule: [String], _ packet: Packet, _ cost: inout PacketCost) -> Bool {
         var i = 0
+        var module = ""
         while i < rule.count {
             let word = rule[i]
             switch word {
+            case "-m":
+                module = rule[i + 1]
+                i += 2
+            case "-j", "-g":
+                return true
             case "-s", "-d":
                 guard let block = CIDR(rule[i + 1]), block.contains(word == "-s" ? source : destination) else { return false }
                 i += 2
@@ -164,15 +155,23 @@ struct PacketWalker {
                 if !ok { return false }
                 i += 2
             case "--mark":
-                let parts = rule[i + 1].split(separator: "/").map { UInt32($0.dropFirst(2), radix: 16) ?? 0 }
-                if ((mark & parts[1]) == parts[0]) == (rule[i - 1] == "!") { return false }
+                let (value, mask) = valueMask(rule[i + 1])
+                let mark = module == "connmark" ? packet.connmark : packet.mark
+                if ((mark & mask) == value) == (rule[i - 1] == "!") { return false }
+                i += 2
+            case "--ctstate":
+                // A new connection's first packet is NEW; an established one ESTABLISHED.
+                let states = rule[i + 1].split(separator: ",")
+                if states.contains(packet.established ? "ESTABLISHED" : "NEW") == (rule[i - 1] == "!") { return false }
+                i += 2
+            case "--ctdir":
+                // Both packets walked go in the original direction.
+                if (rule[i + 1] == "ORIGINAL") == (rule[i - 1] == "!") { return false }
                 i += 2
             case "--match-set":
                 cost.lookups += 1
                 guard let set = sets[rule[i + 1]], member(set, rule[i + 2]) else { return false }
                 i += 3
-            case "--ctstate", "--mark-connmark":
-                return false
             default:
                 i += 1
             }
@@ -202,7 +201,7 @@ enum CostCommand {
                                  [--port 80] [--mark-mask 0xffff0000]
 
         Compiles the manifests for NODE and counts, from the rules, what a new TCP connection from
-        SOURCE to DESTINATION (both pods) costs in mangle and filter FORWARD: rules walked and set
+        SOURCE to DESTINATION (both pods) costs from mangle FORWARD on: rules walked and set
         lookups, dispatch-tree rules among them; and what an established packet costs. Also the
         deepest dispatch walk over every isolated local pod, for comparison.
         """

@@ -13,8 +13,9 @@
 //
 //   1. ipset: create new sets, filled (nothing references them yet); resize sets by swap;
 //      member changes of peer sets; pods that are no longer isolated leave the dispatch sets.
-//   2. iptables-restore --noflush, one transaction per family and table (filter, then
-//      mangle): rewrite changed chains, repair hooks, flush and delete stale chains. The
+//   2. iptables-restore --noflush, one transaction per family and table (mangle, then
+//      filter, where only chains and hooks of an earlier layout are removed): rewrite changed
+//      chains, repair hooks, flush and delete stale chains. The
 //      dispatch trees written here still hold the group numbers pods carry now (`transition`).
 //      Atomic: on failure the old rules stay.
 //   3. ipset: pods are tagged with their new group number (`add -exist`, one line a pod) or
@@ -111,10 +112,10 @@ public struct NodeState: Hashable, Sendable {
         }
 
         public static func < (lhs: TableKey, rhs: TableKey) -> Bool {
-            (lhs.family.rawValue, lhs.table == .filter ? 0 : 1) < (rhs.family.rawValue, rhs.table == .filter ? 0 : 1)
+            (lhs.family.rawValue, lhs.table) < (rhs.family.rawValue, rhs.table)
         }
 
-        /// `ipv4 filter`.
+        /// `ipv4 mangle`.
         var label: String { "\(family == .v4 ? "ipv4" : "ipv6") \(table.rawValue)" }
     }
 

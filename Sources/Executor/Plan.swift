@@ -49,13 +49,13 @@ public struct Plan: Sendable {
     public init(from current: NodeState, to desired: NodeState, transition: [IPAddress.Family: [Chain]] = [:]) {
         planSets(current, desired)
         for family in IPAddress.Family.allCases {
-            let interim = Dictionary(uniqueKeysWithValues: (transition[family] ?? []).map { ($0.name, NodeState.ChainState($0)) })
             var step2: [String] = []
             var step4: [String] = []
             for table in TableName.allCases {
                 let key = NodeState.TableKey(family, table)
-                let (now, later) = planTable(
-                    key, current.tables[key] ?? .init(), desired.tables[key] ?? .init(), interim: table == .filter ? interim : [:])
+                let interim = Dictionary(
+                    uniqueKeysWithValues: (transition[family] ?? []).filter { $0.table == table }.map { ($0.name, NodeState.ChainState($0)) })
+                let (now, later) = planTable(key, current.tables[key] ?? .init(), desired.tables[key] ?? .init(), interim: interim)
                 step2 += now
                 step4 += later
             }
@@ -208,12 +208,13 @@ public struct Plan: Sendable {
             if let ip = IPAddress(address) { revoke.insert(ip) }
         }
         for family in IPAddress.Family.allCases {
-            let filter = NodeState.TableKey(family, .filter)
+            // Group and policy chains live in mangle with the rest (an upgrade from a layout that
+            // judged in filter finds none there, so every isolated pod's flows are re-checked once).
             let mangle = NodeState.TableKey(family, .mangle)
-            guard let want = desired.tables[filter] else { continue }
-            let have = current.tables[filter] ?? .init()
+            guard let want = desired.tables[mangle] else { continue }
+            let have = current.tables[mangle] ?? .init()
             // The chains every tagged packet passes: the base chains and the tagging chains.
-            let baseChanged = [filter, mangle].contains { key in
+            let baseChanged = TableName.allCases.map { NodeState.TableKey(family, $0) }.contains { key in
                 (desired.tables[key]?.chains ?? [:]).contains { name, chain in
                     switch chain.kind {
                     case .base?, .mark?: return current.tables[key]?.chains[name] != chain
@@ -274,7 +275,7 @@ public struct ApplyReport: Hashable, Sendable, CustomStringConvertible {
     public var chainsWritten: [String] = []
     /// Chains deleted, as `ipv4 NAME`.
     public var chainsDeleted: [String] = []
-    /// Tables whose hooks were (re)inserted, as `ipv4 filter`.
+    /// Tables whose hooks were (re)inserted, as `ipv4 mangle`.
     public var hooksRepaired: [String] = []
     /// Tables whose hooks were removed (cleanup, or IPv6 no longer needed), as `ipv4 mangle`.
     public var hooksRemoved: [String] = []

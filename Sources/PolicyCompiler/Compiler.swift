@@ -2,14 +2,17 @@
 // randomness, no unsorted iteration of a dictionary or set, so the same cluster always yields
 // the same bytes.
 //
-// The layout (one per family; see README "Rule layout"):
+// The layout (one per family, all in the mangle table; see README "Rule layout"):
 //
-//   mangle FORWARD, unless established and not flagged for re-check -> PICKET-MARK-FORWARD
-//     clear Picket's mark bits; tag the packet with its source pod's egress group number and its
-//     destination pod's ingress group number: one dispatch-set lookup per direction
-//     (INPUT alike, egress only)
-//   filter FORWARD, when the packet carries a group number -> PICKET-FORWARD
-//     egress number -> PICKET-EGRESS; ingress number -> PICKET-INGRESS
+//   mangle FORWARD -> PICKET-MARK-FORWARD (a bare jump, first in the chain)
+//     an established flow already seen (conntrack mark) returns at the first rule; a new
+//     connection's packet marks its flow seen, clears Picket's mark bits, is tagged with its
+//     source pod's egress group number and its destination pod's ingress group number (one
+//     dispatch-set lookup per direction), and, carrying a number, is judged: -> PICKET-FORWARD
+//     (an established flow flagged for re-check goes to PICKET-MARK-FORWARD-RECHECK instead,
+//     which tags and judges its next packet in the original direction the same way)
+//   mangle INPUT -> PICKET-MARK-INPUT alike, egress only -> PICKET-INPUT
+//   PICKET-FORWARD: egress number -> PICKET-EGRESS; ingress number -> PICKET-INGRESS
 //   PICKET-EGRESS / PICKET-INGRESS: a crit-bit tree of `-m mark` chains down to the group chain
 //   (one group = local pods selected by exactly the same policies). A group chain calls each of
 //   its policies' chains; a policy rule admits the packet by clearing its direction's number;
@@ -20,8 +23,8 @@
 // FORWARD once and meets the source's egress and the destination's ingress in that one pass.
 // The per-packet cost is constant: two set lookups and a few dozen native compares for a new
 // connection whatever the number of pods, policies and groups (cluster pods are set members,
-// groups are reached by a tree of mark compares), and three native matches, in the built-in
-// chains, for an established one.
+// groups are reached by a tree of mark compares), and two rules for an established one (the
+// bare jump and one conntrack-mark match), with no hook in filter at all.
 
 import KubeModel
 
@@ -147,7 +150,7 @@ private struct RulesetBuilder {
                     policies: group.policies.map(\.key))
             }))
         }
-        var tables: [FilterTable] = []
+        var tables: [FamilyRules] = []
         for family in families {
             var chains: [Chain] = []
             for (d, groups) in zip(dispatch, groupsByDirection) {
@@ -168,7 +171,7 @@ private struct RulesetBuilder {
             let blocksUnknown = addUnknownPodsSet(family)
             let base = baseChains(
                 family, mapping: zip(Direction.allCases, groupsByDirection).filter { !$0.1.isEmpty }.map(\.0), blockingUnknown: blocksUnknown)
-            tables.append(FilterTable(family: family, chains: orderedChains(base.chains + chains), hooks: base.hooks))
+            tables.append(FamilyRules(family: family, chains: orderedChains(base.chains + chains), hooks: base.hooks))
         }
         return Ruleset(
             sets: sets.list.sorted { $0.name < $1.name }, ipv4: tables[0], ipv6: tables.count > 1 ? tables[1] : nil,
@@ -211,12 +214,18 @@ private struct RulesetBuilder {
         sets.list.append(set)
     }
 
-    /// The base chains and the hooks into them (the static table of hooks): in mangle, the
-    /// chains that tag a new connection with its pods' group numbers (one dispatch-set lookup for
-    /// each direction in `mapping`); in filter, PICKET-FORWARD and PICKET-INPUT, which send a
-    /// tagged packet down its direction's dispatch tree.
+    /// The base chains and the hooks into them (the static table of hooks), all in mangle: the
+    /// chains that tag a packet with its pods' group numbers (one dispatch-set lookup for each
+    /// direction in `mapping`) and then judge it there, through PICKET-FORWARD and
+    /// PICKET-INPUT, which send a tagged packet down its direction's dispatch tree. Judging in
+    /// mangle, where the tagging must be (`--map-set` is refused elsewhere), spares every
+    /// packet a hook in filter.
     ///
-    /// With `blockingUnknown`, mangle FORWARD also gives an address of the unknown-pods set the
+    /// A new connection's packet meets only what a new connection needs; the tests that only
+    /// established flows need (the re-check flag, the direction of a reply) sit in a chain of
+    /// their own, reached by a goto, whose returns leave the tagging chain.
+    ///
+    /// With `blockingUnknown`, the tagging also gives an address of the unknown-pods set the
     /// fail-closed number of its direction, so that the dispatch tree drops the packet.
     func baseChains(_ family: IPAddress.Family, mapping: [Direction], blockingUnknown: Bool = false) -> (chains: [Chain], hooks: [Hook]) {
         let fields = marks.ingress | marks.egress
@@ -231,30 +240,26 @@ private struct RulesetBuilder {
         // The flow is seen from its first packet on (an entry still unconfirmed when the packet
         // is dropped is discarded by the kernel, bit and all).
         let markSeen: [[String]] = [["-j", "CONNMARK", "--set-xmark", Self.hex(seen, seen)]]
-        // An established flow not flagged for re-check without the seen bit (a flow from before
-        // Picket, or before this layout) was judged when it was new, and is not judged again.
-        let skipEstablished: [[String]] = [
-            ["-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-m", "connmark", "--mark", Self.hex(0, recheck), "-j", "RETURN"],
-        ]
+        // An established flow that gets here is either flagged for re-check or from before the
+        // seen bit; it goes to its own chain and, whatever happens there, leaves the tagging
+        // chain from it. A new connection's packet is not established: one test, and on.
+        func established(_ recheckChain: String) -> [[String]] {
+            [["-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-g", recheckChain]]
+        }
+        // An established flow without the re-check bit (a flow from before Picket, or before the
+        // seen bit) was judged when it was new, and is not judged again.
+        let skipUnflagged: [[String]] = [["-m", "connmark", "--mark", Self.hex(0, recheck), "-j", "RETURN"]]
         // A flow whose conntrack entry carries the re-check bit was admitted under rules that have
         // since taken access away from one of its ends: its next packet in the original direction
         // is tagged and judged like a new connection. Replies pass until then.
-        let skipReplies: [[String]] = [
-            ["-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "--ctdir", "REPLY", "-j", "RETURN"],
-        ]
+        let skipReplies: [[String]] = [["-m", "conntrack", "--ctdir", "REPLY", "-j", "RETURN"]]
         // IPv6 neighbour discovery is not tracked by conntrack and is what ARP is to IPv4 (which
         // iptables never sees): without it an isolated pod cannot even resolve its peers, so
         // router and neighbour solicitations and advertisements are never tagged.
         let discovery: [[String]] = family == .v6
             ? ["133", "134", "135", "136"].map { ["-p", "ipv6-icmp", "-m", "icmp6", "--icmpv6-type", $0, "-j", "RETURN"] }
             : []
-        let entry = seenFlows + markSeen + skipEstablished + skipReplies + discovery
         let clear = [["-j", "MARK", "--set-xmark", Self.hex(0, fields)]]
-        // A re-checked flow that no policy governs any more stops being re-checked.
-        let stopRechecking = [
-            ["-m", "connmark", "--mark", Self.hex(recheck, recheck), "-m", "mark", "--mark", Self.hex(0, fields),
-             "-j", "CONNMARK", "--set-xmark", Self.hex(0, recheck)],
-        ]
         func map(_ direction: Direction) -> [String] {
             ["-j", "SET", "--map-set", Names.dispatchSet(direction, family), direction == .ingress ? "dst" : "src", "--map-mark"]
         }
@@ -263,51 +268,58 @@ private struct RulesetBuilder {
         let unknown: [[String]] = blockingUnknown
             ? [Direction.egress, .ingress].map { direction in
                 let field = marks.field(direction)
-                return comment("not a known pod of this node yet: fail closed")
-                    + ["-m", "set", "--match-set", Names.unknownPodsSet(family), direction == .ingress ? "dst" : "src",
-                       "-j", "MARK", "--set-xmark", Self.hex(MarkLayout.deposit(marks.overflow(direction), into: field), field)]
+                // The comment after the set test: a match of its own, evaluated only on a hit.
+                return ["-m", "set", "--match-set", Names.unknownPodsSet(family), direction == .ingress ? "dst" : "src"]
+                    + comment("not a known pod of this node yet: fail closed")
+                    + ["-j", "MARK", "--set-xmark", Self.hex(MarkLayout.deposit(marks.overflow(direction), into: field), field)]
             }
             : []
+        // Judged when tagged: a packet no policy governs (no number) leaves untouched.
+        let judgeForward = [["-m", "mark", "!", "--mark", Self.hex(0, fields), "-j", Names.forwardChain]]
+        let judgeInput = [["-m", "mark", "!", "--mark", Self.hex(0, marks.egress), "-j", Names.inputChain]]
+        // A re-checked flow that came back from judging was admitted in every direction that
+        // applied, or is governed by no policy any more: either way it stops being re-checked.
+        let stopRechecking = [["-j", "CONNMARK", "--set-xmark", Self.hex(0, recheck)]]
+        let forwardTags = clear + [Direction.egress, .ingress].filter(mapping.contains).map(map) + unknown
+        let inputTags = clear + (mapping.contains(.egress) ? [map(.egress)] : [])
         let markForward = Chain(
             name: Names.markForwardChain, kind: .mark,
-            rules: entry + clear + [Direction.egress, .ingress].filter(mapping.contains).map(map) + unknown + stopRechecking,
-            table: .mangle, bareRules: seenFlows.count)
+            rules: seenFlows + markSeen + established(Names.markForwardRecheckChain) + discovery + forwardTags + judgeForward,
+            calls: [Names.markForwardRecheckChain, Names.forwardChain])
         let markInput = Chain(
             name: Names.markInputChain, kind: .mark,
-            rules: entry + clear + (mapping.contains(.egress) ? [map(.egress)] : []) + stopRechecking,
-            table: .mangle, bareRules: seenFlows.count)
-        // Admitted in every direction that applied: stop re-checking the flow.
-        let admittedAll = ["-m", "connmark", "--mark", Self.hex(recheck, recheck), "-j", "CONNMARK", "--set-xmark", Self.hex(0, recheck)]
+            rules: seenFlows + markSeen + established(Names.markInputRecheckChain) + discovery + inputTags + judgeInput,
+            calls: [Names.markInputRecheckChain, Names.inputChain])
+        let recheckForward = Chain(
+            name: Names.markForwardRecheckChain, kind: .mark,
+            rules: skipUnflagged + skipReplies + forwardTags + judgeForward + stopRechecking, calls: [Names.forwardChain])
+        let recheckInput = Chain(
+            name: Names.markInputRecheckChain, kind: .mark,
+            rules: skipUnflagged + skipReplies + inputTags + judgeInput + stopRechecking, calls: [Names.inputChain])
         let forward = Chain(name: Names.forwardChain, kind: .base, rules: [
             ["-m", "mark", "!", "--mark", Self.hex(0, marks.egress), "-j", Names.egressChain],
             ["-m", "mark", "!", "--mark", Self.hex(0, marks.ingress), "-j", Names.ingressChain],
-            admittedAll,
         ], calls: [Names.egressChain, Names.ingressChain])
         let input = Chain(name: Names.inputChain, kind: .base, rules: [
             ["-j", Names.egressChain],
-            admittedAll,
         ], calls: [Names.egressChain])
-        // Which packets need Picket at all: in filter, those tagged (a packet-mark match, native
-        // under nf_tables); in mangle, every packet jumps (bare, unconditional) and an
-        // established one of a flow not flagged for re-check returns at the first rule. So an
-        // established packet walks two rules in mangle and one in filter, with one xtables match
-        // (conntrack mark) among them.
+        // Every packet jumps into its tagging chain (bare, unconditional), and an established one
+        // of a flow not flagged for re-check returns at the first rule: two rules, one xtables
+        // match (conntrack mark), and nothing in filter.
         let hooks = [
-            Hook(table: .filter, builtin: "FORWARD", target: Names.forwardChain, comment: "NetworkPolicy for pod traffic",
-                 matches: ["-m", "mark", "!", "--mark", Self.hex(0, fields)]),
-            Hook(table: .filter, builtin: "INPUT", target: Names.inputChain, comment: "NetworkPolicy egress from pods to this node",
-                 matches: ["-m", "mark", "!", "--mark", Self.hex(0, marks.egress)]),
             Hook(table: .mangle, builtin: "FORWARD", target: Names.markForwardChain, comment: nil),
             Hook(table: .mangle, builtin: "INPUT", target: Names.markInputChain, comment: nil),
         ]
-        return ([forward, input, markForward, markInput], hooks)
+        return ([markForward, markInput, recheckForward, recheckInput, forward, input], hooks)
     }
 
     /// A group chain: each policy with rules in turn, RETURN as soon as one admits, else DROP.
     func groupChain(_ group: PodGroup) -> Chain {
         var chain = Chain(name: group.chain, kind: .group(group.direction))
         for policy in group.policies where !policy.rules(group.direction).isEmpty {
-            chain.rules.append(comment("\(policy.key)") + ["-j", Names.policyChain(policy.key, group.direction)])
+            // Bare (no comment naming the policy): every new connection of the group takes it; the
+            // policy chain's rules carry the policy's name.
+            chain.rules.append(["-j", Names.policyChain(policy.key, group.direction)])
             chain.calls.append(Names.policyChain(policy.key, group.direction))
             chain.rules.append(admitted(group.direction) + ["-j", "RETURN"])
         }

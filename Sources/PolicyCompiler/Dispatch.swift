@@ -152,6 +152,11 @@ extension Names {
     public static let markForwardChain = "PICKET-MARK-FORWARD"
     /// mangle INPUT's chain: tags a new connection from a local pod to the node.
     public static let markInputChain = "PICKET-MARK-INPUT"
+    /// Where PICKET-MARK-FORWARD sends an established flow that is not simply seen: one flagged
+    /// for re-check is tagged and judged again, others return.
+    public static let markForwardRecheckChain = "PICKET-MARK-FORWARD-RECHECK"
+    /// PICKET-MARK-INPUT's counterpart of `markForwardRecheckChain`.
+    public static let markInputRecheckChain = "PICKET-MARK-INPUT-RECHECK"
 
     /// A dispatch tree node below the root: the numbers whose bits above the chunk starting at
     /// `bit` equal `prefix`, split on that chunk (its crit chunk). Named by that position alone, so it keeps its name while groups come and go.
@@ -377,12 +382,15 @@ func dispatchSet(_ dispatch: Dispatch, _ family: IPAddress.Family, marks: MarkLa
         comments: dispatch.groups.map(\.chain))
 }
 
-/// Chains in table order: per table (filter, then mangle) the base chains in their fixed
+/// Chains in table order (`TableName.allCases`): per table the base chains in their fixed
 /// order, then the others sorted by name.
 func orderedChains(_ chains: [Chain]) -> [Chain] {
-    let base = [Names.forwardChain, Names.inputChain, Names.ingressChain, Names.egressChain, Names.markForwardChain, Names.markInputChain]
+    let base = [
+        Names.markForwardChain, Names.markInputChain, Names.markForwardRecheckChain, Names.markInputRecheckChain,
+        Names.forwardChain, Names.inputChain, Names.ingressChain, Names.egressChain,
+    ]
     func key(_ chain: Chain) -> (Int, Int, String) {
-        (chain.table == .filter ? 0 : 1, base.firstIndex(of: chain.name) ?? base.count, chain.name)
+        (TableName.allCases.firstIndex(of: chain.table)!, base.firstIndex(of: chain.name) ?? base.count, chain.name)
     }
     return chains.sorted { key($0) < key($1) }
 }

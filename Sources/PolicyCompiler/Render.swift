@@ -137,14 +137,14 @@ extension IPSet {
 
 extension Chain {
     /// The rules as written: each with its identity (`RuleIdentity`) at the start of its comment,
-    /// but the first `bareRules`, which are written as they are.
+    /// but the bare ones (`RuleIdentity.isBare`), which are written as they are.
     public var stampedRules: [[String]] {
-        rules.enumerated().map { i, rule in i < bareRules ? rule : RuleIdentity.stamped(rule).words }
+        rules.map { RuleIdentity.isBare($0) ? $0 : RuleIdentity.stamped($0).words }
     }
 
     /// Each rule's identity, in order: what the executor compares with the kernel's.
     public var ruleHashes: [String] {
-        rules.enumerated().map { i, rule in i < bareRules ? RuleIdentity.bare(rule) : RuleIdentity.hash(rule) }
+        rules.map { RuleIdentity.isBare($0) ? RuleIdentity.bare($0) : RuleIdentity.hash($0) }
     }
 
     /// Each rule as written after `-A NAME `, its identity included.
@@ -170,14 +170,16 @@ extension Hook {
 /// else added or edited (without Picket's identity) is drift. An identity covers one rule's
 /// words only, so a change to one rule changes one identity, and identical rules share one.
 ///
-/// The few rules every established packet meets (the mangle hooks and the first rule of the
-/// chains they jump to) are bare: a comment is a match of its own for the kernel to evaluate
-/// (an xtables extension even under nf_tables, called through an indirect call), and on that
-/// path it would cost every packet. A bare rule's identity is its text made canonical
-/// (`canonical`: words split on blanks, numbers and `V/M` marks in one notation), which is all
-/// two iptables builds could print differently in these rules (a jump, a `-m connmark --mark`
-/// match). A rule read from the kernel without Picket's comment gets the same kind of identity,
-/// so a foreign rule is drift unless it is word for word one of Picket's bare rules.
+/// The rules of the per-packet path are bare (`isBare`): the hooks, the tagging chains, the
+/// dispatch trees, the jumps into policy chains and the tests that a policy admitted. A comment
+/// is a match of its own for the kernel to evaluate (an xtables extension even under nf_tables,
+/// called through an indirect call), and on that path it would cost every packet or every new
+/// connection that reaches it. A bare rule's identity is its text made canonical (`canonical`:
+/// words split on blanks, numbers and `V/M` marks in one notation), which is all two iptables
+/// builds could print differently in such rules (mark and conntrack-mark values, conntrack
+/// states, jumps, and the MARK, CONNMARK and SET targets). A rule read from the kernel without
+/// Picket's comment gets the same kind of identity, so a foreign rule is drift unless it is
+/// word for word one of Picket's bare rules.
 public enum RuleIdentity {
     /// What a comment starts with when it carries an identity.
     public static let prefix = "picket:"
@@ -203,6 +205,34 @@ public enum RuleIdentity {
 
     /// The identity of a bare rule made of `words`.
     public static func bare(_ words: [String]) -> String { Names.hash(["bare"] + canonical(words)) }
+
+    /// Whether a rule is written bare, without an identity comment, and known by its canonical
+    /// text: a rule without a comment of its own made only of words every iptables build prints
+    /// as they are written: packet-mark and conntrack-mark tests (`-m mark`, `-m connmark`),
+    /// conntrack state and direction tests (`-m conntrack --ctstate`, `--ctdir`), `!`, and a
+    /// jump, a goto, or a MARK, CONNMARK (`--set-xmark`) or SET (`--map-set NAME src|dst
+    /// --map-mark`) target.
+    public static func isBare(_ words: [String]) -> Bool {
+        var i = 0
+        while i < words.count {
+            switch words[i] {
+            case "-m":
+                guard i + 1 < words.count, ["mark", "connmark", "conntrack"].contains(words[i + 1]) else { return false }
+                i += 2
+            case "!", "--map-mark":
+                i += 1
+            case "--mark", "--ctstate", "--ctdir", "--set-xmark", "-j", "-g":
+                guard i + 1 < words.count else { return false }
+                i += 2
+            case "--map-set":
+                guard i + 2 < words.count, ["src", "dst"].contains(words[i + 2]) else { return false }
+                i += 3
+            default:
+                return false
+            }
+        }
+        return !words.isEmpty
+    }
 
     /// The identity of a rule as the kernel's tools print it: the one in its comment, else its
     /// identity as a bare rule.

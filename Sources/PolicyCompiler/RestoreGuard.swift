@@ -96,12 +96,11 @@ public struct RestoreGuard: Sendable {
         self.memberOptions = memberOptions
     }
 
-    /// What Picket writes today: the filter table hooked from FORWARD and INPUT.
+    /// What Picket writes today: the mangle table hooked from FORWARD and INPUT, and in filter,
+    /// where earlier layouts judged, only removals (`-D BUILTIN N`, `-X PICKET-NAME`).
     public static let standard = RestoreGuard(
-        tables: ["filter", "mangle"],
+        tables: ["mangle", "filter"],
         hooks: [
-            Hook(table: "filter", builtin: "FORWARD", target: Names.forwardChain),
-            Hook(table: "filter", builtin: "INPUT", target: Names.inputChain),
             Hook(table: "mangle", builtin: "FORWARD", target: Names.markForwardChain),
             Hook(table: "mangle", builtin: "INPUT", target: Names.markInputChain),
         ],

@@ -1,15 +1,15 @@
 import KubeModel
 
-/// What one node must enforce: ipsets plus, per address family, the filter-table chains that
-/// use them and the jumps into them from the built-in chains. A plain value, compared and
+/// What one node must enforce: ipsets plus, per address family, the chains that use them (all
+/// in the mangle table) and the jumps into them from the built-in chains. A plain value, compared and
 /// diffed by the executor; rendering to restore text is a separate step (`Render.swift`).
 public struct Ruleset: Hashable, Sendable {
     /// All sets of both families, sorted by name.
     public var sets: [IPSet]
-    /// The IPv4 filter table.
-    public var ipv4: FilterTable
-    /// The IPv6 filter table; nil when no pod in the cluster has an IPv6 address.
-    public var ipv6: FilterTable?
+    /// The IPv4 chains and hooks.
+    public var ipv4: FamilyRules
+    /// The IPv6 chains and hooks; nil when no pod in the cluster has an IPv6 address.
+    public var ipv6: FamilyRules?
     /// The packet-mark bits Picket owns, and how they are split (see `MarkLayout`).
     public var marks: MarkLayout
     /// Which group chain each local isolated pod is dispatched to, per direction (ingress,
@@ -21,7 +21,7 @@ public struct Ruleset: Hashable, Sendable {
 
     /// Creates a ruleset.
     public init(
-        sets: [IPSet], ipv4: FilterTable, ipv6: FilterTable?, marks: MarkLayout = MarkLayout(),
+        sets: [IPSet], ipv4: FamilyRules, ipv6: FamilyRules?, marks: MarkLayout = MarkLayout(),
         dispatch: [Dispatch] = [], warnings: [String] = []
     ) {
         self.sets = sets
@@ -37,7 +37,7 @@ public struct Ruleset: Hashable, Sendable {
     public var recheckMark: UInt32 { marks.recheck }
 
     /// The tables present, IPv4 first.
-    public var tables: [FilterTable] { [ipv4] + (ipv6.map { [$0] } ?? []) }
+    public var tables: [FamilyRules] { [ipv4] + (ipv6.map { [$0] } ?? []) }
 
     /// Number of rules in all chains (jumps from built-in chains included).
     public var ruleCount: Int { tables.reduce(0) { $0 + $1.ruleCount } }
@@ -203,19 +203,20 @@ public struct IPSet: Hashable, Sendable {
     }
 }
 
-/// The iptables tables Picket writes.
+/// The iptables tables Picket writes, in the order of their transactions.
 public enum TableName: String, Hashable, Comparable, Sendable, CaseIterable {
-    /// Where packets are judged.
-    case filter
-    /// Where a new connection's packet is tagged with its pods' group numbers (`--map-set` is
-    /// refused outside mangle); mangle FORWARD and INPUT run before filter's.
+    /// Where a packet is tagged with its pods' group numbers (`--map-set` is refused outside
+    /// mangle) and judged: every chain and hook of Picket's is here.
     case mangle
+    /// Where earlier layouts judged; Picket now only removes its chains and hooks from it. It
+    /// comes after mangle, so that an upgrade enforces the new chains before the old go.
+    case filter
 
-    public static func < (lhs: TableName, rhs: TableName) -> Bool { lhs == .filter && rhs == .mangle }
+    public static func < (lhs: TableName, rhs: TableName) -> Bool { lhs == .mangle && rhs == .filter }
 }
 
-/// One family's content owned by Picket, in the filter and the mangle table.
-public struct FilterTable: Hashable, Sendable {
+/// One family's content owned by Picket, in the mangle table.
+public struct FamilyRules: Hashable, Sendable {
     /// IPv4 (iptables) or IPv6 (ip6tables).
     public var family: IPAddress.Family
     /// Picket's chains of both tables: per table the base chains first, then the others sorted
@@ -248,9 +249,6 @@ public struct Chain: Hashable, Sendable {
     /// Picket's chains its rules jump or go to, in rule order: a change in one of them changes
     /// what this chain admits.
     public var calls: [String]
-    /// How many of its first rules carry no identity comment (`RuleIdentity.bare`): rules every
-    /// established packet meets, where a comment would be one more match to evaluate.
-    public var bareRules: Int
 
     /// The parts of the layout.
     public enum Kind: Hashable, Sendable {
@@ -267,20 +265,19 @@ public struct Chain: Hashable, Sendable {
     }
 
     /// Creates a chain.
-    public init(name: String, kind: Kind, rules: [[String]] = [], calls: [String] = [], table: TableName = .filter, bareRules: Int = 0) {
+    public init(name: String, kind: Kind, rules: [[String]] = [], calls: [String] = [], table: TableName = .mangle) {
         self.name = name
         self.kind = kind
         self.rules = rules
         self.calls = calls
         self.table = table
-        self.bareRules = bareRules
     }
 }
 
 /// A jump from a built-in chain to one of Picket's chains.
 public struct Hook: Hashable, Sendable {
     /// The table of the built-in chain.
-    public var table: TableName = .filter
+    public var table: TableName = .mangle
     /// The built-in chain, e.g. `FORWARD`.
     public var builtin: String
     /// Picket's chain it jumps to.
@@ -289,13 +286,12 @@ public struct Hook: Hashable, Sendable {
     /// packet takes: it carries no comment (`RuleIdentity.bare`), since a comment would be one
     /// more match for every packet to evaluate.
     public var comment: String?
-    /// Matches the jump is taken on (empty: every packet). The filter hooks keep packets that
-    /// need nothing of Picket's (untagged) out of its chains; the mangle hooks are bare and
-    /// their chains return established flows at their first rule.
+    /// Matches the jump is taken on (empty: every packet). Picket's hooks are bare: their
+    /// chains return established flows at their first rule.
     public var matches: [String]
 
     /// Creates a hook.
-    public init(table: TableName = .filter, builtin: String, target: String, comment: String?, matches: [String] = []) {
+    public init(table: TableName = .mangle, builtin: String, target: String, comment: String?, matches: [String] = []) {
         self.table = table
         self.builtin = builtin
         self.target = target

@@ -21,7 +21,7 @@ struct ApplyTests {
             let first = try namespace.inside { try executor.apply(ruleset) }
             #expect(first.setsCreated.map(\.name) == ruleset.sets.map(\.name))
             #expect(first.chainsWritten.sorted() == ruleset.ipv4.chains.map { "ipv4 \($0.name)" }.sorted())
-            #expect(first.hooksRepaired == ["ipv4 filter", "ipv4 mangle"])
+            #expect(first.hooksRepaired == ["ipv4 mangle"])
             #expect(log.tableRestores.map(\.family) == [.v4])
             try expectKernelHolds(ruleset, in: namespace)
 
@@ -275,7 +275,7 @@ struct ApplyTests {
             let (executor, log) = countingExecutor()
             let first = try namespace.inside { try executor.apply(dual) }
             #expect(log.tableRestores.map(\.family) == [.v4, .v6])
-            #expect(first.hooksRepaired == ["ipv4 filter", "ipv4 mangle", "ipv6 filter", "ipv6 mangle"])
+            #expect(first.hooksRepaired == ["ipv4 mangle", "ipv6 mangle"])
             #expect(first.chainsWritten.filter { $0.hasPrefix("ipv6 ") }.count == dual.ipv6!.chains.count)
             try expectKernelHolds(dual, in: namespace)
             #expect(try namespace.table(.v6).picketJumps(in: "FORWARD").count == 1)
@@ -283,7 +283,7 @@ struct ApplyTests {
             log.reset()
             let back = try namespace.inside { try executor.apply(v4Only) }
             let v6Sets = dual.sets.filter { $0.family == .v6 }.map(\.name).sorted()
-            #expect(back.hooksRemoved == ["ipv6 filter", "ipv6 mangle"])
+            #expect(back.hooksRemoved == ["ipv6 mangle"])
             #expect(back.hooksRepaired.isEmpty)
             #expect(back.chainsDeleted.sorted() == dual.ipv6!.chains.map { "ipv6 \($0.name)" }.sorted())
             #expect(back.chainsWritten.isEmpty, "the IPv4 chains do not change: \(back.chainsWritten)")

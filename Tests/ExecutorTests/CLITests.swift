@@ -94,7 +94,7 @@ struct CLITests {
             let lines = first.stdout.split(separator: "\n").map(String.init)
             #expect(lines.filter { $0.hasPrefix("set created: ") }.count == ruleset.sets.count, "\(first)")
             #expect(lines.contains("chain written: ipv4 PICKET-FORWARD"), "\(first)")
-            #expect(lines.contains("hooks inserted: ipv4 filter FORWARD, INPUT"), "\(first)")
+            #expect(lines.contains("hooks inserted: ipv4 mangle FORWARD, INPUT"), "\(first)")
             try expectKernelHolds(ruleset, in: namespace)
 
             let second = try picket(namespace, "apply", "--node", "node-a", "--from", directory.path)
@@ -104,7 +104,7 @@ struct CLITests {
 
             let cleanup = try picket(namespace, "cleanup")
             #expect(cleanup.status == 0, "\(cleanup)")
-            #expect(cleanup.stdout.contains("hooks removed: ipv4 filter FORWARD, INPUT"), "\(cleanup)")
+            #expect(cleanup.stdout.contains("hooks removed: ipv4 mangle FORWARD, INPUT"), "\(cleanup)")
             #expect(try namespace.table(.v4).picketChains.isEmpty)
             #expect(try namespace.picketSets().isEmpty)
 

@@ -22,22 +22,31 @@ struct CleanupTests {
         ["ipset", "create", "picket_user", "hash:net"],
         ["ipset", "add", "picket_user", "198.51.100.0/24"],
         ["iptables", "-A", "FORWARD", "-m", "set", "--match-set", "user-set", "src", "-j", "DROP"],
+        // In mangle, where Picket's hooks are.
+        ["iptables", "-t", "mangle", "-A", "FORWARD", "-s", "203.0.113.0/24", "-j", "RETURN"],
+        ["iptables", "-t", "mangle", "-N", "USER-MANGLE"],
+        ["iptables", "-t", "mangle", "-A", "INPUT", "-j", "USER-MANGLE"],
     ]
 
     /// Checks that the foreign state is there, unchanged, after Picket's hooks.
     func expectForeignIntact(_ namespace: ScratchNamespace, _ ruleset: Ruleset?, _ when: String,
                              sourceLocation: SourceLocation = #_sourceLocation) throws {
-        let v4 = try namespace.table(.v4)
-        let v6 = try namespace.table(.v6)
-        let hooks4 = ruleset.map { compiledHooks($0, .v4, "FORWARD").count } ?? 0
-        let hooks6 = ruleset.map { compiledHooks($0, .v6, "FORWARD").count } ?? 0
-        #expect(Array(v4.rules(of: "FORWARD").dropFirst(hooks4)) == [
+        // Filter holds nothing of Picket's: the user's rules are all there is.
+        let v4 = try namespace.table(.v4, .filter)
+        let v6 = try namespace.table(.v6, .filter)
+        #expect(v4.rules(of: "FORWARD") == [
             "-s 203.0.113.0/24 -j DROP", "-j USER-CHAIN", "-m set --match-set user-set src -j DROP",
         ], "\(when)", sourceLocation: sourceLocation)
-        #expect(Array(v4.rules(of: "INPUT").dropFirst(hooks4)) == ["-p tcp -m tcp --dport 22 -j ACCEPT"], "\(when)", sourceLocation: sourceLocation)
+        #expect(v4.rules(of: "INPUT") == ["-p tcp -m tcp --dport 22 -j ACCEPT"], "\(when)", sourceLocation: sourceLocation)
+        // In mangle, the user's rules follow Picket's hooks.
+        let mangle = try namespace.table(.v4, .mangle)
+        let hooks4 = ruleset.map { compiledHooks($0, .v4, "FORWARD").count } ?? 0
+        #expect(Array(mangle.rules(of: "FORWARD").dropFirst(hooks4)) == ["-s 203.0.113.0/24 -j RETURN"], "\(when)", sourceLocation: sourceLocation)
+        #expect(Array(mangle.rules(of: "INPUT").dropFirst(hooks4)) == ["-j USER-MANGLE"], "\(when)", sourceLocation: sourceLocation)
+        #expect(mangle.rules["USER-MANGLE"] == [], "\(when)", sourceLocation: sourceLocation)
         #expect(v4.rules["USER-CHAIN"] == ["-s 192.0.2.9/32 -j RETURN"], "\(when)", sourceLocation: sourceLocation)
         #expect(v4.rules["PICKETX-USER"] == ["-j RETURN"], "\(when)", sourceLocation: sourceLocation)
-        #expect(Array(v6.rules(of: "FORWARD").dropFirst(hooks6)) == ["-s 2001:db8::/32 -j DROP"], "\(when)", sourceLocation: sourceLocation)
+        #expect(v6.rules(of: "FORWARD") == ["-s 2001:db8::/32 -j DROP"], "\(when)", sourceLocation: sourceLocation)
         let sets = savedSets(try namespace.run("ipset", "save"))
         #expect(sets["user-set"] == SavedSet(type: "hash:ip", family: "inet", members: ["192.0.2.7"]), "\(when)", sourceLocation: sourceLocation)
         #expect(sets["picket_user"] == SavedSet(type: "hash:net", family: "inet", members: ["198.51.100.0/24"]), "\(when)", sourceLocation: sourceLocation)
@@ -64,7 +73,7 @@ struct CleanupTests {
             try expectForeignIntact(namespace, stateB, "after a change")
 
             let report = try namespace.inside { try executor.cleanup() }
-            #expect(report.hooksRemoved == ["ipv4 filter", "ipv4 mangle", "ipv6 filter", "ipv6 mangle"])
+            #expect(report.hooksRemoved == ["ipv4 mangle", "ipv6 mangle"])
             try expectForeignIntact(namespace, nil, "after cleanup")
             #expect(try namespace.saveBoth() + namespace.setSave() == before)
         }
@@ -83,7 +92,7 @@ struct CleanupTests {
 
             log.reset()
             let report = try namespace.inside { try executor.cleanup() }
-            #expect(report.hooksRemoved == ["ipv4 filter", "ipv4 mangle", "ipv6 filter", "ipv6 mangle"])
+            #expect(report.hooksRemoved == ["ipv4 mangle", "ipv6 mangle"])
             #expect(report.setsDestroyed == ruleset.sets.map(\.name))
             #expect(report.chainsDeleted.count == ruleset.ipv4.chains.count + ruleset.ipv6!.chains.count)
             #expect(report.setsCreated.isEmpty && report.setsUpdated.isEmpty && report.chainsWritten.isEmpty)
@@ -113,8 +122,8 @@ struct CleanupTests {
             let ruleset = Shop().ruleset
             let (executor, _) = countingExecutor()
             try namespace.inside { try executor.apply(ruleset) }
-            try namespace.run("iptables", "-N", "USER-CHAIN")
-            try namespace.run("iptables", "-A", "USER-CHAIN", "-j", Names.forwardChain)
+            try namespace.run("iptables", "-t", "mangle", "-N", "USER-CHAIN")
+            try namespace.run("iptables", "-t", "mangle", "-A", "USER-CHAIN", "-j", Names.forwardChain)
             let before = try namespace.saveBoth() + namespace.setSave()
 
             let outcome = try namespace.inside { Result { () throws(ApplyError) in try executor.cleanup() } }
@@ -127,7 +136,7 @@ struct CleanupTests {
             #expect(error.description.contains(Names.forwardChain), "\(error)")
             #expect(try namespace.saveBoth() + namespace.setSave() == before, "nothing was removed")
 
-            try namespace.run("iptables", "-F", "USER-CHAIN")
+            try namespace.run("iptables", "-t", "mangle", "-F", "USER-CHAIN")
             #expect(try !namespace.inside { try executor.cleanup() }.isEmpty)
             #expect(try namespace.table(.v4).picketChains.isEmpty)
             #expect(try namespace.picketSets().isEmpty)

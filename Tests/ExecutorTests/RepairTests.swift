@@ -23,57 +23,65 @@ struct Tamper: CustomTestStringConvertible, Sendable {
     static let all: [Tamper] = [
         Tamper(
             name: "(a) a policy chain flushed",
-            command: { _ in ["iptables", "-F", policyChain] },
+            command: { _ in ["iptables", "-t", "mangle", "-F", policyChain] },
             report: { _ in ["chain written: ipv4 \(policyChain)"] }),
         Tamper(
             name: "(b) a set member deleted",
             command: { ["ipset", "del", peerSet($0), "10.244.2.5"] },
             report: { ["set updated: \(peerSet($0)) (+1 -0)"] }),
         Tamper(
-            name: "(c) the FORWARD jump deleted",
-            command: { _ in ["iptables", "-D", "FORWARD", "1"] },
-            report: { _ in ["hooks inserted: ipv4 filter FORWARD, INPUT"] }),
+            name: "(c) the FORWARD jump deleted (new connections would go untagged and unjudged: unisolated)",
+            command: { _ in ["iptables", "-t", "mangle", "-D", "FORWARD", "1"] },
+            report: { _ in ["hooks inserted: ipv4 mangle FORWARD, INPUT"] }),
         Tamper(
             name: "(d) a foreign rule inserted above Picket's jump",
-            command: { _ in ["iptables", "-I", "FORWARD", "1", "-s", "192.0.2.0/24", "-j", "ACCEPT"] },
-            report: { _ in ["hooks inserted: ipv4 filter FORWARD, INPUT"] }),
+            command: { _ in ["iptables", "-t", "mangle", "-I", "FORWARD", "1", "-s", "192.0.2.0/24", "-j", "ACCEPT"] },
+            report: { _ in ["hooks inserted: ipv4 mangle FORWARD, INPUT"] }),
         Tamper(
             name: "(e) a duplicate Picket jump appended",
-            command: { _ in ["iptables", "-A", "FORWARD", "-m", "comment", "--comment", "picket: NetworkPolicy for pod traffic", "-j", "PICKET-FORWARD"] },
-            report: { _ in ["hooks inserted: ipv4 filter FORWARD, INPUT"] }),
+            command: { _ in ["iptables", "-t", "mangle", "-A", "FORWARD", "-m", "comment", "--comment", "picket: look-alike", "-j", "PICKET-MARK-FORWARD"] },
+            report: { _ in ["hooks inserted: ipv4 mangle FORWARD, INPUT"] }),
         Tamper(
             name: "(e2) a duplicate Picket jump inserted first",
-            command: { _ in ["iptables", "-I", "FORWARD", "1", "-m", "comment", "--comment", "picket: NetworkPolicy for pod traffic", "-j", "PICKET-FORWARD"] },
-            report: { _ in ["hooks inserted: ipv4 filter FORWARD, INPUT"] }),
+            command: { _ in ["iptables", "-t", "mangle", "-I", "FORWARD", "1", "-m", "comment", "--comment", "picket: look-alike", "-j", "PICKET-MARK-FORWARD"] },
+            report: { _ in ["hooks inserted: ipv4 mangle FORWARD, INPUT"] }),
         Tamper(
             name: "(e3) a copy of Picket's jump, identity and all, appended",
             command: { ruleset in
-                ["iptables", "-A", "FORWARD"] + ruleset.ipv4.hooks.first { $0.builtin == "FORWARD" && $0.table == .filter }!.stampedRule
+                ["iptables", "-t", "mangle", "-A", "FORWARD"] + ruleset.ipv4.hooks.first { $0.builtin == "FORWARD" && $0.table == .mangle }!.stampedRule
             },
-            report: { _ in ["hooks inserted: ipv4 filter FORWARD, INPUT"] }),
+            report: { _ in ["hooks inserted: ipv4 mangle FORWARD, INPUT"] }),
         Tamper(
             name: "(e4) a rule of Picket's copied into another of its chains",
             command: { ruleset in
                 let group = ruleset.ipv4.chains.first { if case .group = $0.kind { true } else { false } }!
-                return ["iptables", "-A", Names.forwardChain] + group.stampedRules[0]
+                return ["iptables", "-t", "mangle", "-A", Names.forwardChain] + group.stampedRules[0]
             },
             report: { _ in ["chain written: ipv4 PICKET-FORWARD"] }),
         Tamper(
             name: "(f) an ACCEPT-all rule inserted first in PICKET-FORWARD",
-            command: { _ in ["iptables", "-I", "PICKET-FORWARD", "1", "-j", "ACCEPT"] },
+            command: { _ in ["iptables", "-t", "mangle", "-I", "PICKET-FORWARD", "1", "-j", "ACCEPT"] },
             report: { _ in ["chain written: ipv4 PICKET-FORWARD"] }),
         Tamper(
             name: "(g) a stray jump into Picket's chain from OUTPUT",
-            command: { _ in ["iptables", "-A", "OUTPUT", "-j", "PICKET-INPUT"] },
-            report: { _ in ["hooks inserted: ipv4 filter FORWARD, INPUT"] }),
+            command: { _ in ["iptables", "-t", "mangle", "-A", "OUTPUT", "-j", "PICKET-INPUT"] },
+            report: { _ in ["hooks inserted: ipv4 mangle FORWARD, INPUT"] }),
         Tamper(
-            name: "(h) the mangle FORWARD jump deleted (new connections would go untagged: unisolated)",
-            command: { _ in ["iptables", "-t", "mangle", "-D", "FORWARD", "1"] },
+            name: "(g2) the judging layout of an earlier version in filter: a chain of Picket's and its jump",
+            command: { _ in ["sh", "-c", "iptables -N PICKET-FORWARD && iptables -A PICKET-FORWARD -j DROP && iptables -I FORWARD 1 -j PICKET-FORWARD"] },
+            report: { _ in ["chain deleted: ipv4 PICKET-FORWARD", "hooks removed: ipv4 filter FORWARD, INPUT"] }),
+        Tamper(
+            name: "(h) the INPUT jump deleted (connections from pods to the node would go unjudged)",
+            command: { _ in ["iptables", "-t", "mangle", "-D", "INPUT", "1"] },
             report: { _ in ["hooks inserted: ipv4 mangle FORWARD, INPUT"] }),
         Tamper(
             name: "(i) PICKET-MARK-FORWARD flushed (no dispatch-set lookup: nothing isolated)",
             command: { _ in ["iptables", "-t", "mangle", "-F", "PICKET-MARK-FORWARD"] },
             report: { _ in ["chain written: ipv4 PICKET-MARK-FORWARD"] }),
+        Tamper(
+            name: "(i2) PICKET-MARK-FORWARD-RECHECK flushed (flagged flows would pass unjudged)",
+            command: { _ in ["iptables", "-t", "mangle", "-F", "PICKET-MARK-FORWARD-RECHECK"] },
+            report: { _ in ["chain written: ipv4 PICKET-MARK-FORWARD-RECHECK"] }),
     ]
 }
 
@@ -87,6 +95,7 @@ struct RepairTests {
     func tamperAndRepair(_ tamper: Tamper) throws {
         try withScratchNamespace { namespace in
             try namespace.run("iptables", "-A", "FORWARD", "-s", "198.51.100.0/24", "-j", "DROP")
+            try namespace.run("iptables", "-t", "mangle", "-A", "FORWARD", "-s", "198.51.100.0/24", "-j", "DROP")
             let ruleset = Shop().ruleset
             let (executor, log) = countingExecutor()
             try namespace.inside { try executor.apply(ruleset) }
@@ -109,6 +118,7 @@ struct RepairTests {
             let forward = try namespace.table(.v4).rules(of: "FORWARD")
             #expect(forward.first == compiledHooks(ruleset, .v4, "FORWARD").first)
             #expect(forward.contains(foreignForwardRule), "the foreign rule is kept: \(forward)")
+            #expect(try namespace.table(.v4, .filter).rules(of: "FORWARD") == [foreignForwardRule], "filter holds only the foreign rule")
             if tamper.name.hasPrefix("(d)") {
                 #expect(Array(forward.dropFirst()) == ["-s 192.0.2.0/24 -j ACCEPT", foreignForwardRule])
             }
@@ -144,10 +154,10 @@ struct RepairTests {
             #expect(log.writes.isEmpty, "nothing rewritten, no conntrack entry marked: \(log.writes)")
 
             // A foreign rule in Picket's chain and a deleted rule are still found, in that form.
-            try namespace.run("iptables", "-I", Tamper.policyChain, "1", "-j", "ACCEPT")
+            try namespace.run("iptables", "-t", "mangle", "-I", Tamper.policyChain, "1", "-j", "ACCEPT")
             try namespace.run("iptables", "-t", "mangle", "-D", Names.markForwardChain, "2")
             let repaired = try namespace.inside { try executor.apply(ruleset, verify: true) }
-            #expect(repaired.chainsWritten == ["ipv4 \(Tamper.policyChain)", "ipv4 \(Names.markForwardChain)"])
+            #expect(repaired.chainsWritten == ["ipv4 \(Names.markForwardChain)", "ipv4 \(Tamper.policyChain)"])
             try expectKernelHolds(ruleset, in: namespace)
             log.reset()
             #expect(try namespace.inside { try executor.apply(ruleset, verify: true) }.isEmpty)
@@ -177,7 +187,7 @@ struct RepairTests {
             #expect(due > .now + .seconds(290) && due <= .now + .seconds(300))
 
             // Anyone's table change moves the generation: read back, repaired.
-            try namespace.run("iptables", "-F", Tamper.policyChain)
+            try namespace.run("iptables", "-t", "mangle", "-F", Tamper.policyChain)
             let afterFlush = try namespace.inside { try executor.apply(ruleset, verification: .scheduled) }
             #expect(afterFlush.check == .readBack)
             #expect(afterFlush.chainsWritten == ["ipv4 \(Tamper.policyChain)"])

@@ -139,7 +139,8 @@ struct RestoreGuardTests {
             let (executor, _) = countingExecutor()
             try namespace.inside { try executor.apply(shop.ruleset, verify: true) }
             let forward = try namespace.table(.v4).rules(of: "FORWARD")
-            #expect(forward.count == 1 && forward[0].hasSuffix("-j PICKET-FORWARD"), "\(forward)")
+            #expect(forward == ["-j PICKET-MARK-FORWARD"], "\(forward)")
+            #expect(try namespace.table(.v4, .filter).rules(of: "FORWARD").isEmpty)
             try expectKernelHolds(shop.ruleset, in: namespace)
             // Read back, the rules equal the compiled text: a fresh verify finds nothing to do.
             let (fresh, freshLog) = countingExecutor()

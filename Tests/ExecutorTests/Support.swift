@@ -188,8 +188,8 @@ struct ScratchNamespace {
         return text
     }
 
-    /// The kernel's filter (or mangle) table of one family as the tests read it.
-    func table(_ family: IPAddress.Family, _ table: TableName = .filter) throws -> SavedTable {
+    /// The kernel's mangle (or filter) table of one family as the tests read it.
+    func table(_ family: IPAddress.Family, _ table: TableName = .mangle) throws -> SavedTable {
         SavedTable(parsing: try save(family, table))
     }
 
@@ -323,13 +323,13 @@ func normalizedSetSave(_ text: String) -> String {
 // MARK: - What a compiled ruleset says the kernel must hold
 
 /// Picket's chains of one family and table as the compiler wrote them (empty when the family is absent).
-func compiledChains(_ ruleset: Ruleset, _ family: IPAddress.Family, _ tableName: TableName = .filter) -> [String: [String]] {
+func compiledChains(_ ruleset: Ruleset, _ family: IPAddress.Family, _ tableName: TableName = .mangle) -> [String: [String]] {
     guard let table = ruleset.tables.first(where: { $0.family == family }) else { return [:] }
     return Dictionary(uniqueKeysWithValues: table.chains.filter { $0.table == tableName }.map { ($0.name, $0.ruleTexts) })
 }
 
 /// The hooks of one built-in chain in one family and table, in order.
-func compiledHooks(_ ruleset: Ruleset, _ family: IPAddress.Family, _ builtin: String, _ tableName: TableName = .filter) -> [String] {
+func compiledHooks(_ ruleset: Ruleset, _ family: IPAddress.Family, _ builtin: String, _ tableName: TableName = .mangle) -> [String] {
     guard let table = ruleset.tables.first(where: { $0.family == family }) else { return [] }
     return table.hooks.filter { $0.builtin == builtin && $0.table == tableName }.map(\.ruleText)
 }

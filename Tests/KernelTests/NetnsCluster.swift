@@ -387,8 +387,8 @@ final class NetnsCluster: @unchecked Sendable {
     func kernelState(node: String) -> String {
         let namespace = nodeNamespace[node]!
         var text = ""
-        var commands = [["iptables-save", "-c", "-t", "filter"]]
-        if dualStack { commands.append(["ip6tables-save", "-c", "-t", "filter"]) }
+        var commands = [["iptables-save", "-c", "-t", "mangle"]]
+        if dualStack { commands.append(["ip6tables-save", "-c", "-t", "mangle"]) }
         commands.append(["ipset", "list"])
         for argv in commands {
             do {

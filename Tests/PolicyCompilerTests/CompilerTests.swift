@@ -75,7 +75,10 @@ func makePolicy(_ namespace: String, _ name: String, _ tweak: (inout NetworkPoli
             policies: [makePolicy("x", "selects-b") { $0.podSelector = LabelSelector(matchLabels: ["app": "b"]) }])
         let onA = compile(snapshot, node: "node-a")
         let onB = compile(snapshot, node: "node-b")
-        #expect(onA.ipv4.chains.map(\.name) == ["PICKET-FORWARD", "PICKET-INPUT", "PICKET-INGRESS", "PICKET-EGRESS", "PICKET-MARK-FORWARD", "PICKET-MARK-INPUT"])
+        #expect(onA.ipv4.chains.map(\.name) == [
+            "PICKET-MARK-FORWARD", "PICKET-MARK-INPUT", "PICKET-MARK-FORWARD-RECHECK", "PICKET-MARK-INPUT-RECHECK",
+            "PICKET-FORWARD", "PICKET-INPUT", "PICKET-INGRESS", "PICKET-EGRESS",
+        ])
         #expect(onA.sets.isEmpty)
         #expect(onA.memberCount == 0)
         #expect(onB.sets.first { $0.name == "picket-ingress-map-v4" }?.members.map(\.block.address.description) == ["10.244.2.2"])
@@ -98,7 +101,7 @@ func makePolicy(_ namespace: String, _ name: String, _ tweak: (inout NetworkPoli
             }
         }
         let forward = table.chains.first { $0.name == Names.forwardChain }!
-        #expect(forward.rules.map { $0.last! } == [Names.egressChain, Names.ingressChain, "0x0/0x10000"])
+        #expect(forward.rules.map { $0.last! } == [Names.egressChain, Names.ingressChain])
         // Dispatch chains goto the group chain, so its RETURN resumes PICKET-FORWARD.
         let egress = table.chains.first { $0.name == Names.egressChain }!
         #expect(egress.rules.contains { $0.contains("-g") })
@@ -252,11 +255,33 @@ func makePolicy(_ namespace: String, _ name: String, _ tweak: (inout NetworkPoli
             #expect(hooks.count == 1)
             #expect(hooks.first?.stampedRule == ["-j", builtin == "FORWARD" ? Names.markForwardChain : Names.markInputChain])
         }
+        // Everything is in mangle: no hook, no chain in filter.
+        #expect(ruleset.ipv4.hooks.allSatisfy { $0.table == .mangle } && ruleset.ipv4.chains.allSatisfy { $0.table == .mangle })
         let chain = try #require(ruleset.ipv4.chains.first { $0.name == Names.markForwardChain })
         let seen = "0x" + String(marks.seen, radix: 16) + "/0x" + String(marks.seen | marks.recheck, radix: 16)
         #expect(chain.stampedRules.first == ["-m", "connmark", "--mark", seen, "-j", "RETURN"])
-        // Every other rule keeps its identity comment.
-        #expect(chain.stampedRules.dropFirst().allSatisfy { $0.contains("--comment") })
+        // A new connection's packet meets one conntrack test (which sends an established flow to
+        // the re-check chain, by goto) and no other test of the re-check bit on its way to judging.
+        let afterSeen = chain.rules.dropFirst()
+        #expect(afterSeen.filter { $0.contains("conntrack") } == [["-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-g", Names.markForwardRecheckChain]])
+        #expect(!afterSeen.contains { $0.contains("connmark") })
+        #expect(chain.rules.last?.suffix(2) == ["-j", Names.forwardChain])
+        let recheck = try #require(ruleset.ipv4.chains.first { $0.name == Names.markForwardRecheckChain })
+        let flag = "0x0/0x" + String(marks.recheck, radix: 16)
+        #expect(recheck.rules.first == ["-m", "connmark", "--mark", flag, "-j", "RETURN"])
+        #expect(recheck.rules.last == ["-j", "CONNMARK", "--set-xmark", flag])
+        // Nothing on a new connection's way to its policy chain carries a comment (each would be
+        // an xtables match to evaluate): the tagging chains, PICKET-FORWARD, the trees, the jumps
+        // into policy chains and the admitted tests are bare. Policy rules and DROPs keep their
+        // identity comment, with the policy's name or the reason.
+        for chain in ruleset.ipv4.chains {
+            for (rule, written) in zip(chain.rules, chain.stampedRules) {
+                let terminal = rule.last == "DROP"
+                let policyRule: Bool = { if case .policy = chain.kind { rule.last != "RETURN" } else { false } }()
+                #expect(written.contains("--comment") == (terminal || policyRule), "\(chain.name): \(written)")
+                #expect(RuleIdentity.isBare(rule) == !written.contains("--comment"), "\(chain.name): \(written)")
+            }
+        }
         // Both bits inside the mask, distinct, neither a foreign one.
         #expect(marks.seen != marks.recheck && marks.mask & (marks.seen | marks.recheck) == (marks.seen | marks.recheck))
 
@@ -274,7 +299,16 @@ func makePolicy(_ namespace: String, _ name: String, _ tweak: (inout NetworkPoli
         #expect(RuleIdentity.identity(ofSaved: "-j \(Names.markForwardChain)") == hook.ruleHash)
         #expect(RuleIdentity.identity(ofSaved: "-j \(Names.markInputChain)") != hook.ruleHash)
         // A stamped rule is known by its comment, never by its text.
-        let stamped = chain.rules[1]
-        #expect(RuleIdentity.identity(ofSaved: LineWriter.line(stamped)[...]) != chain.ruleHashes[1])
+        let group = try #require(ruleset.ipv4.chains.first { if case .group = $0.kind { true } else { false } })
+        let drop = try #require(group.rules.indices.last)
+        #expect(RuleIdentity.identity(ofSaved: LineWriter.line(group.rules[drop])[...]) != group.ruleHashes[drop])
+        #expect(RuleIdentity.identity(ofSaved: LineWriter.line(group.stampedRules[drop])[...]) == group.ruleHashes[drop])
+        // What a bare rule may hold, and what it may not.
+        #expect(RuleIdentity.isBare(["-j", "SET", "--map-set", "picket-ingress-map-v4", "dst", "--map-mark"]))
+        #expect(RuleIdentity.isBare(["-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-g", "PICKET-X"]))
+        #expect(!RuleIdentity.isBare(["-m", "set", "--match-set", "picket-x", "src", "-j", "RETURN"]))
+        #expect(!RuleIdentity.isBare(["-p", "tcp", "-j", "DROP"]))
+        #expect(!RuleIdentity.isBare(["-m", "comment", "--comment", "x", "-j", "DROP"]))
+        #expect(!RuleIdentity.isBare([]))
     }
 }

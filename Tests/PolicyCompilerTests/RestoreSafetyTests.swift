@@ -91,10 +91,15 @@ import Testing
     @Test("the structural check refuses foreign lines")
     func guardRefuses() {
         let check = RestoreGuard.standard
-        let good = "*filter\n:PICKET-FORWARD - [0:0]\n-I FORWARD 1 -m comment --comment \"x y\" -j PICKET-FORWARD\n-A PICKET-FORWARD -j DROP\nCOMMIT\n"
+        let good = "*mangle\n:PICKET-MARK-FORWARD - [0:0]\n-I FORWARD 1 -m comment --comment \"x y\" -j PICKET-MARK-FORWARD\n-A PICKET-MARK-FORWARD -j DROP\nCOMMIT\n"
         #expect(check.violations(inTableRestore: good) == [])
+        // In filter, where earlier layouts judged, only removals.
         #expect(check.violations(inTableRestore: "*filter\n-D OUTPUT 3\n-D FORWARD 1\n-X PICKET-OLD\nCOMMIT\n") == [])
         for bad in [
+            "*filter\n-I FORWARD 1 -j PICKET-FORWARD\nCOMMIT\n",
+            "*filter\n-I FORWARD 1 -j PICKET-MARK-FORWARD\nCOMMIT\n",
+            "*mangle\n-I FORWARD 1 -j PICKET-FORWARD\nCOMMIT\n",
+            "*mangle\n-I INPUT 1 -j PICKET-MARK-FORWARD\nCOMMIT\n",
             "*filter\n-A FORWARD -j ACCEPT\nCOMMIT\n",
             "*filter\n:FORWARD DROP [0:0]\nCOMMIT\n",
             "*nat\n-A PICKET-X -j ACCEPT\nCOMMIT\n",
