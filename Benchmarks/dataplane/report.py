@@ -89,9 +89,9 @@ def main():
 
     calibration = [k for k in order if k[0] == "calibration"]
     if calibration:
-        print("### Calibration (not Picket): conntrack alone, and three hook-shaped rules that match nothing\n")
+        print("### Calibration (not Picket): conntrack alone, and the shape of Picket's established path\n")
         print("| concurrency | no netfilter rule (req/s) | conntrack rule only (req/s) | cost of conntrack "
-              "| + three non-matching rules (req/s) | their cost | rounds |")
+              "| + mangle FORWARD: bare jump, one conntrack-mark test (req/s) | their cost | rounds |")
         print("|---:|---:|---:|---:|---:|---:|---:|")
         for key in calibration:
             c = runs[key]

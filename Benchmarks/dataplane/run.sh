@@ -12,7 +12,7 @@
 #   node (G ingress groups: G-1 namespaces with one local pod each, plus the test group's), so a
 #   new connection's dispatch meets as many groups as a crowded node holds.
 #
-# Usage: bash Benchmarks/dataplane/run.sh   (as root; ~15 minutes plus the release build)
+# Usage: bash Benchmarks/dataplane/run.sh   (as root; ~25 minutes plus the release build)
 # Knobs (environment): ROUNDS (7), DURATION seconds per ab run (2), CONCURRENCY ("1 16 k16";
 #   kN = ab -k, keep-alive with N connections: established packets only),
 #   VARIANTS ("ipblock podpeer groups-1 groups-100 groups-1000 groups-4000"),
@@ -32,13 +32,13 @@
 #
 # Paired runs. Rounds of apply/cleanup are slow to alternate (seconds per switch with thousands of
 # pods), so slow drift of the machine lands between the conditions. After its rounds each
-# variant also runs PAIRS pairs in which only what a packet can meet is switched: Picket's hooks
-# in filter FORWARD/INPUT and its mangle table (the whole nf_tables table, base chains included;
-# only Picket uses mangle in this namespace) are taken out and put back (tens of milliseconds),
-# while its sets and its unreferenced filter chains stay. Off, no packet reaches anything of
-# Picket's; on, the node holds exactly what `picket apply` wrote (checked: iptables-save equal
-# before and after a cycle). The order within a pair alternates; the figure is the median of the
-# per-pair losses. Needs nft (the nftables package) to drop the mangle table.
+# variant also runs PAIRS pairs in which only what a packet can meet is switched: Picket's mangle
+# table, where all its chains and hooks are (the whole nf_tables table, base chains included;
+# only Picket uses mangle in this namespace), is taken out and put back (tens of milliseconds),
+# while its sets stay. Off, no packet reaches anything of Picket's; on, the node holds exactly
+# what `picket apply` wrote (checked: iptables-save equal before and after a cycle). The order
+# within a pair alternates; the figure is the median of the per-pair losses. Needs nft (the
+# nftables package) to drop the mangle table.
 #
 # Profile. This machine's run-to-run noise (10-20% between 1-s runs of one condition) is larger
 # than the 2% to be shown, so each variant is also profiled: `perf record` on the pinned CPU during
@@ -349,55 +349,53 @@ tables_now() {
 }
 # hooks_off / hooks_on: take out and put back what a packet can meet of Picket's (see Paired runs).
 hooks_off() {
-    { printf '*filter\n'; sed 's/^-A /-D /' "$TMP/hooks.rules"; printf 'COMMIT\n'; } | on_node iptables-restore --noflush
-    if [[ -s $TMP/mangle.save ]]; then
-        if on_node iptables -V | grep -q nf_tables; then on_node nft delete table ip mangle; else on_node iptables -t mangle -F; on_node iptables -t mangle -X; fi
-    fi
+    if on_node iptables -V | grep -q nf_tables; then on_node nft delete table ip mangle; else on_node iptables -t mangle -F; on_node iptables -t mangle -X; fi
 }
 hooks_on() {
     # Without the built-in chains' declarations: declared, each would be created as a base chain,
     # while rules create only the chains they are in (FORWARD and INPUT), as `picket apply` does.
-    if [[ -s $TMP/mangle.save ]]; then
-        grep -Ev '^:(PREROUTING|INPUT|FORWARD|OUTPUT|POSTROUTING) ' "$TMP/mangle.save" | on_node iptables-restore --noflush
-    fi
-    # Picket's hooks come first in their chains: insert them back at the top, last one first.
-    { printf '*filter\n'; tac "$TMP/hooks.rules" | sed -E 's/^-A ([A-Z]+) /-I \1 1 /'; printf 'COMMIT\n'; } | on_node iptables-restore --noflush
+    grep -Ev '^:(PREROUTING|INPUT|FORWARD|OUTPUT|POSTROUTING) ' "$TMP/mangle.save" | on_node iptables-restore --noflush
+}
+# set_hooked 0|1: Picket's mangle table out or in, only when it changes (a second hooks_on would
+# append the hooks again: every packet would walk the tagging chain twice).
+HOOKED=1
+set_hooked() {
+    if [[ $1 == 0 && $HOOKED == 1 ]]; then hooks_off; HOOKED=0; fi
+    if [[ $1 == 1 && $HOOKED == 0 ]]; then hooks_on; HOOKED=1; fi
 }
 # run_pairs VARIANT: the paired runs (Picket applied meanwhile, hooked or not), as variant VARIANT/pairs.
 run_pairs() {
     local variant=$1 p before
     set_condition picket "$variant"
     before=$(tables_now)
-    on_node iptables-save -t filter | grep -E '^-A (FORWARD|INPUT) .*-j PICKET-' >"$TMP/hooks.rules" || true
-    [[ -s $TMP/hooks.rules ]] || { say "PROBLEM: no Picket hook found in filter FORWARD/INPUT ($variant)"; exit 1; }
-    # Every hook is at the top of its chain (hooks_on puts them back there).
+    # Picket's hooks are the first rules of mangle FORWARD and INPUT, and filter has none.
     for chain in FORWARD INPUT; do
-        local n; n=$(grep -c "^-A $chain " "$TMP/hooks.rules" || true)
-        if (( n > 0 )) && [[ $(on_node iptables -S "$chain" | sed -n "2,$(( n + 1 ))p") != "$(grep "^-A $chain " "$TMP/hooks.rules")" ]]; then
-            say "PROBLEM: Picket's $chain hooks are not the first rules of $chain ($variant)"; exit 1
+        if [[ $(on_node iptables -t mangle -S "$chain" | sed -n 2p) != "-A $chain -j PICKET-MARK-$chain" ]]; then
+            say "PROBLEM: Picket's hook is not the first rule of mangle $chain ($variant)"; exit 1
         fi
     done
-    on_node iptables-save -t mangle >"$TMP/mangle.save" 2>/dev/null || : >"$TMP/mangle.save"
-    hooks_off
+    if on_node iptables-save -t filter | grep -q PICKET; then say "PROBLEM: filter holds rules of Picket's ($variant)"; exit 1; fi
+    on_node iptables-save -t mangle >"$TMP/mangle.save"
+    HOOKED=1
+    set_hooked 0
     on_node conntrack -F >/dev/null 2>&1 || true
     connects 8081 || { say "PROBLEM: with Picket unhooked the client cannot reach :8081 ($variant)"; exit 1; }
-    hooks_on
+    set_hooked 1
     [[ $(tables_now) == "$before" ]] || { say "PROBLEM: a hook cycle did not restore the tables exactly ($variant)"; diff <(echo "$before") <(tables_now) | head -20; exit 1; }
     expect_enforced "Picket re-hooked ($variant)"
     say "pairs: $PAIRS x (unhooked, hooked) x ${PAIR_DURATION}s per concurrency; a hook cycle restores the tables exactly, unhooked :8081 is reachable, hooked it is not"
-    local hooked=1
     for p in $(seq "$PAIRS"); do
         LINE="pair $p/$PAIRS:"
         local order=(none picket); (( p % 2 == 0 )) && order=(picket none)
         for cond in "${order[@]}"; do
-            if [[ $cond == none && $hooked == 1 ]]; then hooks_off; hooked=0; fi
-            if [[ $cond == picket && $hooked == 0 ]]; then hooks_on; hooked=1; fi
+            if [[ $cond == none ]]; then set_hooked 0; else set_hooked 1; fi
             measure "$variant/pairs" "$cond" "$p" "$PAIR_DURATION"
         done
         say "$LINE"
     done
-    if [[ $hooked == 0 ]]; then hooks_on; fi
+    set_hooked 1
     if (( PROFILE == 1 )); then profile "$variant"; fi
+    [[ $(tables_now) == "$before" ]] || { say "PROBLEM: after the pairs and profiles the tables differ from what picket apply wrote ($variant)"; diff <(echo "$before") <(tables_now) | head -20; exit 1; }
     set_condition none "$variant"
 }
 # The kernel functions of netfilter's rule evaluation (not conntrack, which every condition has).
@@ -417,7 +415,7 @@ profile() {
         local n=0
         for cond in none picket picket none; do
             n=$(( n + 1 ))
-            if [[ $cond == none ]]; then hooks_off; else hooks_on; fi
+            if [[ $cond == none ]]; then set_hooked 0; else set_hooked 1; fi
             on_node conntrack -F >/dev/null 2>&1 || true
             perf record -q "${perf_cpu[@]}" -F 4999 -o "$TMP/perf.data" -- \
                 timeout 40 ip netns exec "$CLI_NS" "${pin[@]}" ab -q -r -s 5 "${keepalive[@]}" -t 3 -n 10000000 -c "${c#k}" "http://$SERVER_IP/" \
@@ -428,7 +426,7 @@ profile() {
             shares+=" $cond=$share%"
             if [[ -n $PERF_KEEP ]]; then mkdir -p "$PERF_KEEP" && cp "$TMP/perf.data" "$PERF_KEEP/${variant}-c${c}-${cond}-${n}.data"; fi
         done
-        hooks_on
+        set_hooked 1
         say "profile c$c: share of the samples (CPU $PIN_CPU) in netfilter rule evaluation:$shares"
     done
     rm -f "$TMP/perf.data"
@@ -436,16 +434,16 @@ profile() {
 
 if (( CAL_ROUNDS > 0 )); then
     say ""
-    say "## Calibration: conntrack alone, and the cost of three rules that match nothing ($CAL_ROUNDS rounds x ${DURATION}s per concurrency)"
-    say "   bare: no netfilter rule; ct: the kube-proxy-like conntrack rule; hooks: ct plus rules shaped like Picket's hooks for an"
-    say "   established packet (mangle FORWARD: ct state, ct mark; filter FORWARD: mark), jumping to empty chains they never reach"
+    say "## Calibration: conntrack alone, and the cost of the established path's shape ($CAL_ROUNDS rounds x ${DURATION}s per concurrency)"
+    say "   bare: no netfilter rule; ct: the kube-proxy-like conntrack rule; hooks: ct plus the two rules an established packet"
+    say "   meets of Picket's (mangle FORWARD, a base chain of its own: a bare jump, then one conntrack-mark test), on every packet"
+    # Created for the hooks condition only, and removed after it with the whole table: the
+    # other conditions run without a mangle table.
     HOOK_RULES=(
-        "-t mangle -I FORWARD 1 -m conntrack ! --ctstate RELATED,ESTABLISHED -j CAL-EMPTY"
-        "-t mangle -I FORWARD 2 -m connmark --mark 0x10/0x10 -j CAL-EMPTY"
-        "-t filter -I FORWARD 1 -m mark ! --mark 0x0/0xffff3ff0 -j CAL-EMPTY"
+        "-t mangle -N CAL-EMPTY"
+        "-t mangle -A CAL-EMPTY -m connmark --mark 0x20/0x30 -j RETURN"
+        "-t mangle -I FORWARD 1 -j CAL-EMPTY"
     )
-    on_node iptables -t mangle -N CAL-EMPTY
-    on_node iptables -t filter -N CAL-EMPTY
     for r in $(seq "$CAL_ROUNDS"); do
         LINE="round $r/$CAL_ROUNDS:"
         conds=(bare ct hooks); (( r % 3 == 1 )) && conds=(ct hooks bare); (( r % 3 == 2 )) && conds=(hooks bare ct)
@@ -454,18 +452,16 @@ if (( CAL_ROUNDS > 0 )); then
             if [[ $cond == hooks ]]; then
                 # shellcheck disable=SC2086
                 for rule in "${HOOK_RULES[@]}"; do on_node iptables $rule; done
-                # The new-connection packet enters CAL-EMPTY; mangle rules that never match still cost.
             fi
             measure calibration "$cond" "$r"
             if [[ $cond == bare ]]; then on_node iptables -A "${BASE_RULE[@]}"; fi
             if [[ $cond == hooks ]]; then
-                on_node iptables -t mangle -D FORWARD 1; on_node iptables -t mangle -D FORWARD 1; on_node iptables -t filter -D FORWARD 1
+                # The whole table goes, base chain included, as in the paired runs.
+                if on_node iptables -V | grep -q nf_tables; then on_node nft delete table ip mangle; else on_node iptables -t mangle -F; on_node iptables -t mangle -X; fi
             fi
         done
         say "$LINE"
     done
-    on_node iptables -t mangle -X CAL-EMPTY
-    on_node iptables -t filter -X CAL-EMPTY
 fi
 
 declare -A COUNTS COSTS
@@ -482,7 +478,7 @@ for variant in "${variant_list[@]}"; do
     if [[ $variant == podpeer ]]; then kr_members=$(on_node ipset save kr-nginx | count '^add '); fi
 
     set_condition picket "$variant"
-    saved=$(on_node iptables-save -t filter)
+    saved=$(on_node iptables-save -t mangle)
     COUNTS[$variant]="Picket: $(count '^-A PICKET-' <<<"$saved") rules in $(count '^:PICKET-' <<<"$saved") chains + $(count '^-A (FORWARD|INPUT) .*-j PICKET-' <<<"$saved") hooks, $(on_node ipset list -n | count '^picket-') sets with $(commas "$(on_node ipset save | count '^add picket-')") members (apply output: $(count '^set created' "$TMP/apply.log") sets created, $(count '^chain written' "$TMP/apply.log") chains written); per-pod list: $(commas "$kr_rules") rules, $(commas "$kr_members") set members (iptables-restore load ${kr_load}s)"
     say "applied: ${COUNTS[$variant]}"
     ns=$(bench_namespace "$variant")
