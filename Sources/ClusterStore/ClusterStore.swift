@@ -63,6 +63,13 @@ public final class ClusterStore: Sendable {
     /// The store's version.
     public var version: UInt64 { state.withLock { $0.version } }
 
+    /// The resourceVersions of the latest event or list of each kind, when the store's version is
+    /// still `version`, else nil: what a node enforcing that version enforces as well (events and
+    /// lists that left the projection equal do not move the version, but do move these).
+    public func resourceVersions(ifVersion version: UInt64) -> [StoreKind: String]? {
+        state.withLock { s in s.version == version ? s.resourceVersions : nil }
+    }
+
     /// The kinds whose informer has completed a list.
     public var synced: Set<StoreKind> { state.withLock { $0.synced } }
 

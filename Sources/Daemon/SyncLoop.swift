@@ -202,10 +202,15 @@ public final class SyncLoop: Sendable {
         let start = ContinuousClock.now
         let snapshot: StoreSnapshot?
         let ruleset: Ruleset
-        if let last, store.version == last.version {
+        // With the store unchanged, the resourceVersions it has seen since (a relist, an event
+        // that changed nothing compiled) are enforced by the same rules.
+        let unchangedVersions: [StoreKind: String]?
+        if let last, let versions = store.resourceVersions(ifVersion: last.version) {
             snapshot = nil
             ruleset = last.ruleset
+            unchangedVersions = versions
         } else {
+            unchangedVersions = nil
             let taken = store.snapshot()
             var compileOptions = options.compile
             if options.blockUnknownPodIPs, let node = taken.node { compileOptions.podCIDRs = node.podCIDRs }
@@ -229,6 +234,8 @@ public final class SyncLoop: Sendable {
                     if let snapshot {
                         h.enforcedVersion = snapshot.version
                         h.enforcedResourceVersions = snapshot.resourceVersions
+                    } else if let unchangedVersions {
+                        h.enforcedResourceVersions = unchangedVersions
                     }
                 }
             }

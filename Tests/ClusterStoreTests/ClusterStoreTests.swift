@@ -49,6 +49,26 @@ private func pod(_ name: String, ip: String, labels: [String: String] = ["app": 
         #expect(store.snapshot().node?.podCIDRs.map(\.description) == ["10.1.0.0/24"])
     }
 
+    @Test("a relist or an event that changes nothing compiled moves the resourceVersions, not the version")
+    func resourceVersionsOfAnUnchangedVersion() {
+        let store = ClusterStore(nodeName: "node-a")
+        store.handle(.added(pod("a", ip: "10.0.0.1")), of: .pods)
+        let version = store.version
+        #expect(store.resourceVersions(ifVersion: version) == [.pods: "1"])
+        // A relist after a 410 that finds the same objects: a newer list resourceVersion.
+        #expect(!store.handle(.synced(resourceVersion: "22"), of: .pods))
+        #expect(store.version == version)
+        #expect(store.resourceVersions(ifVersion: version) == [.pods: "22"])
+        var same = pod("a", ip: "10.0.0.1")
+        same.resourceVersion = "23"
+        #expect(!store.handle(.updated(old: pod("a", ip: "10.0.0.1"), new: same), of: .pods))
+        #expect(store.resourceVersions(ifVersion: version) == [.pods: "23"])
+        // Once the version moves, the old one's resourceVersions are no longer asked for.
+        #expect(store.handle(.added(pod("b", ip: "10.0.0.2")), of: .pods))
+        #expect(store.resourceVersions(ifVersion: version) == nil)
+        #expect(store.resourceVersions(ifVersion: store.version) == [.pods: "1"])
+    }
+
     @Test func syncedKindsAreTracked() {
         let store = ClusterStore(nodeName: "node-a")
         store.handle(.synced(resourceVersion: "5"), of: .pods)
