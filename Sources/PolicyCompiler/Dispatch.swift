@@ -385,15 +385,22 @@ func dispatchSet(_ dispatch: Dispatch, _ family: IPAddress.Family, marks: MarkLa
 /// Chains in table order (`TableName.allCases`): per table the base chains in their fixed
 /// order, then the others sorted by name.
 func orderedChains(_ chains: [Chain]) -> [Chain] {
-    let base = [
-        Names.markForwardChain, Names.markInputChain, Names.markForwardRecheckChain, Names.markInputRecheckChain,
-        Names.forwardChain, Names.inputChain, Names.ingressChain, Names.egressChain,
-    ]
-    func key(_ chain: Chain) -> (Int, Int, String) {
-        (TableName.allCases.firstIndex(of: chain.table)!, base.firstIndex(of: chain.name) ?? base.count, chain.name)
+    // Each chain's key is computed once (a node with thousands of groups has thousands of chains,
+    // and the compiler runs on every sync), then the chains are sorted by it.
+    let keyed = chains.map { chain in
+        (table: tableRank[chain.table]!, base: baseChainRank[chain.name] ?? baseChainRank.count, chain: chain)
     }
-    return chains.sorted { key($0) < key($1) }
+    return keyed.sorted { ($0.table, $0.base, $0.chain.name) < ($1.table, $1.base, $1.chain.name) }.map(\.chain)
 }
+
+/// The fixed order of the base chains within their table.
+private let baseChainRank: [String: Int] = Dictionary(uniqueKeysWithValues: [
+    Names.markForwardChain, Names.markInputChain, Names.markForwardRecheckChain, Names.markInputRecheckChain,
+    Names.forwardChain, Names.inputChain, Names.ingressChain, Names.egressChain,
+].enumerated().map { ($1, $0) })
+
+/// Tables in transaction order (`TableName.allCases`).
+private let tableRank: [TableName: Int] = Dictionary(uniqueKeysWithValues: TableName.allCases.enumerated().map { ($1, $0) })
 
 /// Follows a new connection's packet down a ruleset's dispatch trees, reading the rules as the
 /// kernel evaluates them (`-m mark [!] --mark V/M`, `-g`, `-j DROP`): where it ends and how

@@ -217,15 +217,18 @@ public enum RuleIdentity {
         while i < words.count {
             switch words[i] {
             case "-m":
-                guard i + 1 < words.count, ["mark", "connmark", "conntrack"].contains(words[i + 1]) else { return false }
-                i += 2
+                guard i + 1 < words.count else { return false }
+                switch words[i + 1] {
+                case "mark", "connmark", "conntrack": i += 2
+                default: return false
+                }
             case "!", "--map-mark":
                 i += 1
             case "--mark", "--ctstate", "--ctdir", "--set-xmark", "-j", "-g":
                 guard i + 1 < words.count else { return false }
                 i += 2
             case "--map-set":
-                guard i + 2 < words.count, ["src", "dst"].contains(words[i + 2]) else { return false }
+                guard i + 2 < words.count, words[i + 2] == "src" || words[i + 2] == "dst" else { return false }
                 i += 3
             default:
                 return false
