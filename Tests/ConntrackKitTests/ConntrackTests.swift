@@ -4,15 +4,19 @@ import Testing
 
 @testable import ConntrackKit
 
-/// Whether the kernel tests can run; prints a loud line when they cannot.
-private func runningAsRoot(_ test: String) -> Bool {
+/// Whether the kernel tests can run; the first time it is asked and they cannot, prints a line
+/// nobody can miss. The tests are then reported as skipped (never as passed) through `rootOnly`.
+private let runningAsRoot: Bool = {
     if geteuid() == 0 { return true }
     print("""
-        !!!!!!!! SKIPPED ConntrackKitTests.\(test): needs root (network namespaces, conntrack). \
+        !!!!!!!! SKIPPED ConntrackKitTests kernel tests: needs root (network namespaces, conntrack). \
         Run `sudo swift test --filter ConntrackKitTests`. !!!!!!!!
         """)
     return false
-}
+}()
+
+/// The trait of the suites that need a real kernel.
+private let rootOnly = ConditionTrait.enabled(if: runningAsRoot, "needs root (network namespaces, conntrack)")
 
 /// Parses address literals the tests spell correctly.
 private func addresses(_ texts: String...) -> Set<IPAddress> {
@@ -45,47 +49,40 @@ private func checkDeletion(of deleted: Set<IPAddress>, expected: Int) throws {
 }
 
 /// Deletion of conntrack entries in real (scratch) network namespaces.
-@Suite("Conntrack.deleteEntries")
+@Suite("Conntrack.deleteEntries", rootOnly)
 struct ConntrackTests {
     @Test("Deletes the entries of an IPv4 address, leaves other addresses' entries")
     func deletesIPv4Address() throws {
-        guard runningAsRoot(#function) else { return }
         try checkDeletion(of: addresses("10.99.0.1"), expected: 4)
     }
 
     @Test("Deletes the entries of an IPv6 address, leaves other addresses' and IPv4 entries")
     func deletesIPv6Address() throws {
-        guard runningAsRoot(#function) else { return }
         try checkDeletion(of: addresses("fd99::1"), expected: 4)
     }
 
     @Test("Matches an address that appears only in the reply tuple (DNAT)")
     func matchesReplyTuple() throws {
-        guard runningAsRoot(#function) else { return }
         try checkDeletion(of: addresses("10.99.0.4"), expected: 1)
     }
 
     @Test("Deletes both families in one call")
     func deletesBothFamilies() throws {
-        guard runningAsRoot(#function) else { return }
         try checkDeletion(of: addresses("10.99.0.3", "fd99::3"), expected: 7)
     }
 
     @Test("An empty set deletes nothing")
     func emptySetDeletesNothing() throws {
-        guard runningAsRoot(#function) else { return }
         try checkDeletion(of: [], expected: 0)
     }
 
     @Test("Addresses without entries delete nothing")
     func unknownAddressesDeleteNothing() throws {
-        guard runningAsRoot(#function) else { return }
         try checkDeletion(of: addresses("10.99.0.77", "fd99::77", "::ffff:10.99.0.1"), expected: 0)
     }
 
     @Test("A refused request throws the step and errno, and deletes nothing")
     func failureWithoutNetAdmin() throws {
-        guard runningAsRoot(#function) else { return }
         let network = try ScratchNetwork()
         defer { network.remove() }
         try network.populate()
@@ -130,11 +127,10 @@ struct ConntrackUnitTests {
 }
 
 /// Marking instead of deleting: the entries stay, with the bit set, and only theirs.
-@Suite("Conntrack.markEntries")
+@Suite("Conntrack.markEntries", rootOnly)
 struct MarkTests {
     @Test("Sets the bit on the entries of the addresses (both families), leaves the others unmarked and every entry in place")
     func marksEntries() throws {
-        guard runningAsRoot("marksEntries") else { return }
         let network = try ScratchNetwork()
         defer { network.remove() }
         try network.populate()

@@ -62,7 +62,7 @@ struct LineThreeFailure: Sendable, CustomTestStringConvertible {
 }
 
 /// In-process ipset restore and save, each test in its own scratch network namespace.
-@Suite("IPSetSession")
+@Suite("IPSetSession", rootOnly)
 struct IPSetSessionTests {
     @Test("create and add, then save shows exactly those sets and members")
     func createAddSave() throws {

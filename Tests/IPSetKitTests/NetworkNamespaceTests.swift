@@ -17,9 +17,8 @@ private struct Planned: Error {}
 /// `inNetworkNamespace` and `onThread(inNetworkNamespaceAt:)`.
 @Suite("Network namespaces")
 struct NetworkNamespaceTests {
-    @Test("The body runs in the new namespace, the caller's thread stays where it was, the namespace is deleted")
+    @Test("The body runs in the new namespace, the caller's thread stays where it was, the namespace is deleted", rootOnly)
     func runsInsideAndCleansUp() throws {
-        guard geteuid() == 0 else { return loudSkip(#function, "needs root (network namespaces)") }
         let name = scratchNamespaceName()
         let outside = try currentNetworkNamespace()
         let (inside, listed, child) = try inNetworkNamespace(name) {
@@ -34,17 +33,15 @@ struct NetworkNamespaceTests {
         #expect(!(try networkNamespaces()).contains(name))
     }
 
-    @Test("The body's error is rethrown and the namespace is still deleted")
+    @Test("The body's error is rethrown and the namespace is still deleted", rootOnly)
     func rethrowsAndCleansUp() throws {
-        guard geteuid() == 0 else { return loudSkip(#function, "needs root (network namespaces)") }
         let name = scratchNamespaceName()
         #expect(throws: Planned.self) { try inNetworkNamespace(name) { throw Planned() } }
         #expect(!(try networkNamespaces()).contains(name))
     }
 
-    @Test("An existing namespace name fails without running the body or deleting it")
+    @Test("An existing namespace name fails without running the body or deleting it", rootOnly)
     func existingNameFails() throws {
-        guard geteuid() == 0 else { return loudSkip(#function, "needs root (network namespaces)") }
         let name = scratchNamespaceName()
         try run("ip", ["netns", "add", name])
         defer {
@@ -56,9 +53,8 @@ struct NetworkNamespaceTests {
         #expect(try networkNamespaces().contains(name))
     }
 
-    @Test("Sets made in a scratch namespace are invisible on the host")
+    @Test("Sets made in a scratch namespace are invisible on the host", rootOnly)
     func hostUntouched() throws {
-        guard geteuid() == 0 else { return loudSkip(#function, "needs root (network namespaces, ipset)") }
         let name = scratchNamespaceName()
         try run("ip", ["netns", "add", name])
         defer {

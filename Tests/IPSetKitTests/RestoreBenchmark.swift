@@ -11,7 +11,7 @@ private func median(_ values: [Duration]) -> Duration {
 
 /// 100k adds through `IPSetSession.restore` vs an `ipset restore` subprocess. Runs only with
 /// PICKET_IPSET_BENCH=1 (about 10 s); prints the medians.
-@Suite("Restore benchmark")
+@Suite("Restore benchmark", rootOnly)
 struct RestoreBenchmark {
     @Test("100k adds: in-process restore vs ipset restore subprocess",
           .enabled(if: ProcessInfo.processInfo.environment["PICKET_IPSET_BENCH"] == "1"))

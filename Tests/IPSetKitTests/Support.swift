@@ -15,6 +15,17 @@ func loudSkip(_ test: String, _ reason: String) {
         """)
 }
 
+/// Whether the kernel tests can run; the first time it is asked and they cannot, prints a line
+/// nobody can miss. The tests are then reported as skipped (never as passed) through `rootOnly`.
+let runningAsRoot: Bool = {
+    if geteuid() == 0 { return true }
+    loudSkip("kernel tests", "need root (network namespaces, ipset)")
+    return false
+}()
+
+/// The trait of every test (or suite) that needs a real kernel.
+let rootOnly = ConditionTrait.enabled(if: runningAsRoot, "needs root (network namespaces, ipset)")
+
 /// A fresh namespace name unique to this process: `pkt-ipset-<pid>-<n>`.
 func scratchNamespaceName() -> String {
     let number = namespaceCounter.wrappingAdd(1, ordering: .relaxed).newValue
@@ -44,15 +55,11 @@ struct ScratchSession {
 
 /// Creates a scratch network namespace (`ip netns add pkt-ipset-<pid>-<n>`, never the host's),
 /// opens a session on a thread inside it, runs `body`, and deletes the namespace afterwards,
-/// also when `body` throws. Prints a loud skip line and returns when not root or when libipset
-/// cannot talk to the kernel.
+/// also when `body` throws. Prints a loud skip line and returns when libipset cannot talk to the
+/// kernel. Callers carry `rootOnly`.
 func withScratchSession(
     _ test: String = #function, _ body: (_ session: ScratchSession, _ namespace: String) throws -> Void
 ) throws {
-    guard geteuid() == 0 else {
-        loudSkip(test, "needs root (network namespaces, ipset)")
-        return
-    }
     let namespace = scratchNamespaceName()
     try run("ip", ["netns", "add", namespace])
     defer {

@@ -134,7 +134,7 @@ extension KernelSuite {
             // Groups come and go under the same rules: half the phantom policies removed.
             manifests.policies = modelPolicies + phantoms.enumerated().filter { $0.offset % 2 == 0 }.map(\.element.policy)
             try run.check("half the phantom groups removed", manifests)
-            run.summary()
+            print(run.summary())
         }
     }
 }

@@ -66,12 +66,8 @@ import Testing
         #expect(restoreProblems(ruleset, node: fixture.node) == [])
     }
 
-    @Test("the golden output loads into a real kernel", arguments: GoldenCase.all())
+    @Test("the golden output loads into a real kernel", kernelOnly, arguments: GoldenCase.all())
     func loadsInKernel(_ fixture: GoldenCase) throws {
-        guard kernelUnavailableReason == nil else {
-            announceKernelSkip("golden \(fixture.name) loads into ipset/iptables")
-            return
-        }
         let files = renderedFiles(fixture.load(), node: fixture.node, options: fixture.options)
         guard files["ipset.restore"] != nil else { return }  // a refused case: nothing to load
         let ns = try ScratchNamespace()

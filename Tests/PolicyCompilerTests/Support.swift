@@ -130,6 +130,16 @@ let kernelUnavailableReason: String? = {
     return nil
 }()
 
+/// Whether the kernel checks can run; the first time it is asked and they cannot, says so loudly.
+let kernelReady: Bool = {
+    guard kernelUnavailableReason != nil else { return true }
+    announceKernelSkip("golden outputs load into ipset/iptables")
+    return false
+}()
+
+/// The trait of the tests that need a real kernel: skipped, and reported as such, without one.
+let kernelOnly = ConditionTrait.enabled(if: kernelReady, "needs root, iproute2, ipset and iptables")
+
 /// Says loudly that kernel checks were skipped.
 func announceKernelSkip(_ what: String) {
     let line = "*** SKIPPED kernel check (\(what)): \(kernelUnavailableReason ?? "")  — run `make test` as root to prove rules in a real kernel ***\n"
