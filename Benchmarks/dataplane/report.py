@@ -91,7 +91,7 @@ def main():
     if calibration:
         print("### Calibration (not Picket): conntrack alone, and the shape of Picket's established path\n")
         print("| concurrency | no netfilter rule (req/s) | conntrack rule only (req/s) | cost of conntrack "
-              "| + mangle FORWARD: bare jump, one conntrack-mark test (req/s) | their cost | rounds |")
+              "| + mangle FORWARD: one rule, one conntrack-label test (req/s) | its cost | rounds |")
         print("|---:|---:|---:|---:|---:|---:|---:|")
         for key in calibration:
             c = runs[key]

@@ -20,7 +20,8 @@
 #   PODS_PER_SERVICE (8; the seed's curve used 2, 6 and 8),
 #   CAL_ROUNDS (3; 0 skips the conntrack calibration), PIN_CPU (last CPU; "none" to not pin),
 #   PAIRS (15; 0 skips the paired runs below), PAIR_DURATION seconds per paired ab run (1),
-#   PICKET (a picket binary to use instead of building one).
+#   PICKET (a picket binary to use instead of building one), PLACE_CANDIDATES (64: names tried for
+#   the test group's policy in groups-G, to put the measured connection deepest in the tree).
 #
 # Method. Conditions alternate within each round (order rotated every round) and each figure is
 # the median over the rounds: single runs on this machine vary by up to 12%. Before every ab run
@@ -63,6 +64,7 @@ PODS_PER_SERVICE=${PODS_PER_SERVICE:-8}
 CAL_ROUNDS=${CAL_ROUNDS:-3}
 PAIRS=${PAIRS:-15}
 PAIR_DURATION=${PAIR_DURATION:-1}
+PLACE_CANDIDATES=${PLACE_CANDIDATES:-64}
 PROFILE=${PROFILE:-1}
 PERF_KEEP=${PERF_KEEP:-}
 PIN_CPU=${PIN_CPU:-$(( $(nproc) - 1 ))}
@@ -78,6 +80,7 @@ int_in "$ROUNDS" 1 15 || die "ROUNDS must be 1..15"
 int_in "$DURATION" 1 10 || die "DURATION must be 1..10 (whole seconds: ab -t)"
 int_in "$CAL_ROUNDS" 0 10 || die "CAL_ROUNDS must be 0..10"
 int_in "$PAIRS" 0 60 || die "PAIRS must be 0..60"
+int_in "$PLACE_CANDIDATES" 1 1000 || die "PLACE_CANDIDATES must be 1..1000"
 int_in "$PAIR_DURATION" 1 10 || die "PAIR_DURATION must be 1..10 (whole seconds: ab -t)"
 [[ $PROFILE == 0 || $PROFILE == 1 ]] || die "PROFILE must be 0 or 1"
 int_in "$PODS_PER_SERVICE" 1 20 || die "PODS_PER_SERVICE must be 1..20"
@@ -187,6 +190,20 @@ python3 "$HERE/generate.py" --out "$GEN" --services 1000 --pods-per-service "$PO
     --groups "$(IFS=,; echo "${group_counts[*]}")"
 # shellcheck disable=SC1091
 source "$GEN/topology.env"
+# The worst place: a group's number, and so its place in the dispatch tree, follows from a hash
+# of its policies' names, so in each groups-G variant the test group's policy is renamed to the
+# name (of PLACE_CANDIDATES tried) that puts the measured connection deepest in the tree.
+declare -A PLACED=()
+for g in "${group_counts[@]}"; do
+    (( g > 1 )) || continue
+    placed=$("$COST" place --from "$GEN/groups-$g" --node "$NODE_NAME" --mark-mask "$MARK_MASK" --candidates "$PLACE_CANDIDATES" \
+        --source bench/bench-client --destination bench/bench-server --policy bench/allow-bench-client) || die "picket-bench place failed for groups-$g"
+    name=$(tail -n 1 <<<"$placed")
+    [[ $name =~ ^allow-bench-client(-[0-9]+)?$ ]] || die "picket-bench place printed no policy name for groups-$g: $placed"
+    sed -i "s/{name: allow-bench-client, namespace: bench}/{name: $name, namespace: bench}/" "$GEN/groups-$g/policies.yaml"
+    grep -q "{name: $name, namespace: bench}" "$GEN/groups-$g/policies.yaml" || die "groups-$g: the test group's policy was not renamed"
+    PLACED[$g]="$(head -n 1 <<<"$placed") -> bench/$name"
+done
 say "cluster: $(commas "$INTERFERENCE_PODS") pods in $(commas "$SERVICES") services of $PODS_PER_SERVICE (labels app=svc-N, role=nginx) + the test group (app=bench: bench-server $SERVER_IP, bench-client $CLIENT_IP) = $(commas "$TOTAL_PODS") pods in namespace default on $NODES nodes, 110 per node; $NODE_NAME holds $BENCH_NODE_PODS pods"
 say "policies: default/npd, the seed's: podSelector {}, Ingress from ipBlock 14.215.0.0/16 on TCP 9090, 8080, 80 (it would block the client, so each variant adds a policy allowing it):"
 say "  ipblock: + default/allow-bench-client: pods app=bench accept TCP 80 from podSelector bench-role=client (a 1-member pod peer set)"
@@ -370,7 +387,7 @@ run_pairs() {
     before=$(tables_now)
     # Picket's hooks are the first rules of mangle FORWARD and INPUT, and filter has none.
     for chain in FORWARD INPUT; do
-        if [[ $(on_node iptables -t mangle -S "$chain" | sed -n 2p) != "-A $chain -j PICKET-MARK-$chain" ]]; then
+        if [[ $(on_node iptables -t mangle -S "$chain" | sed -n 2p) != "-A $chain -m connlabel ! --label "*" -j PICKET-MARK-$chain" ]]; then
             say "PROBLEM: Picket's hook is not the first rule of mangle $chain ($variant)"; exit 1
         fi
     done
@@ -435,14 +452,16 @@ profile() {
 if (( CAL_ROUNDS > 0 )); then
     say ""
     say "## Calibration: conntrack alone, and the cost of the established path's shape ($CAL_ROUNDS rounds x ${DURATION}s per concurrency)"
-    say "   bare: no netfilter rule; ct: the kube-proxy-like conntrack rule; hooks: ct plus the two rules an established packet"
-    say "   meets of Picket's (mangle FORWARD, a base chain of its own: a bare jump, then one conntrack-mark test), on every packet"
+    say "   bare: no netfilter rule; ct: the kube-proxy-like conntrack rule; hooks: ct plus the one rule an established packet"
+    say "   meets of Picket's (mangle FORWARD, a base chain of its own, whose first rule tests a conntrack label and jumps only"
+    say "   when it is missing; here it never is missing: the chain jumped to is never entered), on every packet"
     # Created for the hooks condition only, and removed after it with the whole table: the
-    # other conditions run without a mangle table.
+    # other conditions run without a mangle table. Picket's hook jumps when the label is
+    # missing and its flows carry it; setting it would take a rule of its own, so the shape tests
+    # the inverse (jump when present) of a label no flow carries: the same one match, no jump.
     HOOK_RULES=(
         "-t mangle -N CAL-EMPTY"
-        "-t mangle -A CAL-EMPTY -m connmark --mark 0x20/0x30 -j RETURN"
-        "-t mangle -I FORWARD 1 -j CAL-EMPTY"
+        "-t mangle -I FORWARD 1 -m connlabel --label 126 -j CAL-EMPTY"
     )
     for r in $(seq "$CAL_ROUNDS"); do
         LINE="round $r/$CAL_ROUNDS:"
@@ -485,6 +504,9 @@ for variant in "${variant_list[@]}"; do
     # shellcheck disable=SC2046
     COSTS[$variant]=$("$COST" cost --node "$NODE_NAME" --mark-mask "$MARK_MASK" $(manifests "$variant") \
         --source "$ns/bench-client" --destination "$ns/bench-server" --port 80 2>&1 | sed 's/^/    /')
+    if [[ $variant == groups-* && -n ${PLACED[${variant#groups-}]:-} ]]; then
+        COSTS[$variant]+=$'\n'"    test group's place: ${PLACED[${variant#groups-}]}"
+    fi
     say "counted from the rules:"; say "${COSTS[$variant]}"
     sed -n 's/^set created: /    set /p' "$TMP/apply.log"
     expect_enforced "Picket ($variant)"

@@ -51,16 +51,18 @@ struct PacketWalker {
     }
 
     /// An established packet of a flow not flagged for re-check: its conntrack entry carries
-    /// the seen bit (set by its first packet).
+    /// the seen label (set by its first packet).
     func established() -> PacketCost {
-        var packet = Packet(established: true, connmark: ruleset.marks.seen)
+        var packet = Packet(established: true, connmark: 0, labels: [ruleset.marks.seenLabel])
         return walk(&packet)
     }
 
-    /// What the walk knows of the packet: its conntrack state and mark, and its packet mark.
+    /// What the walk knows of the packet: its conntrack state, mark and label bits, and its
+    /// packet mark.
     struct Packet {
         var established: Bool
         var connmark: UInt32
+        var labels: Set<Int> = []
         var mark: UInt32 = 0
     }
 
@@ -70,7 +72,7 @@ struct PacketWalker {
         for table in TableName.allCases {
             for hook in ruleset.ipv4.hooks where hook.table == table && hook.builtin == "FORWARD" {
                 cost.rules += 1
-                guard matches(hook.matches, packet, &cost) else { continue }
+                guard matches(hook.matches, &packet, &cost) else { continue }
                 if run(hook.target, &packet, &cost) == "drop" { return cost }
             }
         }
@@ -89,7 +91,7 @@ struct PacketWalker {
         for rule in rules {
             cost.rules += 1
             if Names.isDispatchTree(chain) { cost.treeRules += 1 }
-            guard matches(rule, packet, &cost) else { continue }
+            guard matches(rule, &packet, &cost) else { continue }
             let target = rule.firstIndex(where: { $0 == "-j" || $0 == "-g" }).map { (rule[$0], rule[$0 + 1]) }
             guard let (kind, name) = target else { continue }
             switch name {
@@ -126,7 +128,7 @@ struct PacketWalker {
     }
 
     /// Whether `rule`'s matches hold, counting the set lookups it makes before one fails.
-    private func matches(_ rule: [String], _ packet: Packet, _ cost: inout PacketCost) -> Bool {
+    private func matches(_ rule: [String], _ packet: inout Packet, _ cost: inout PacketCost) -> Bool {
         var i = 0
         var module = ""
         while i < rule.count {
@@ -158,6 +160,16 @@ struct PacketWalker {
                 let (value, mask) = valueMask(rule[i + 1])
                 let mark = module == "connmark" ? packet.connmark : packet.mark
                 if ((mark & mask) == value) == (rule[i - 1] == "!") { return false }
+                i += 2
+            case "--label":
+                // connlabel: a bit of the entry's labels; with --set, sets it and holds.
+                let bit = Int(rule[i + 1].filter { $0 != "\"" }) ?? -1
+                if i + 2 < rule.count && rule[i + 2] == "--set" {
+                    packet.labels.insert(bit)
+                    i += 3
+                    continue
+                }
+                if packet.labels.contains(bit) == (rule[i - 1] == "!") { return false }
                 i += 2
             case "--ctstate":
                 // A new connection's first packet is NEW; an established one ESTABLISHED.
@@ -260,6 +272,93 @@ enum CostCommand {
         print("new connection \(sourceKey) -> \(destinationKey) TCP/\(port): \(walker.newConnection())")
         print("deepest dispatch-tree walk of any group on the node: \(deepest) rules")
         print("established packet: \(walker.established())")
+        return 0
+    }
+}
+
+/// `picket-bench place ...`: the name for one policy that puts the measured connection's group
+/// at the deepest place of its dispatch tree.
+///
+/// A group's number, and so its place in the tree, follows from a hash of its policies' keys:
+/// the benchmark cannot choose a place, but it can choose a name. This tries NAME, NAME-1, ...,
+/// NAME-(N-1) for the policy POLICY (renamed in the snapshot, nothing else changed), compiles
+/// each, and prints the name whose new connection SOURCE -> DESTINATION walks the most
+/// dispatch-tree rules (the first such name on a tie), next to the deepest walk of any group.
+enum PlaceCommand {
+    static let usage = """
+        usage: picket-bench place --from PATH... --node NODE --source NS/NAME --destination NS/NAME
+                                  --policy NS/NAME [--candidates 48] [--port 80] [--mark-mask 0xffff0000]
+
+        Prints, on its last line, the name for POLICY (out of NAME, NAME-1, ...) under which a new
+        TCP connection from SOURCE to DESTINATION walks the most dispatch-tree rules.
+        """
+
+    static func run(_ arguments: [String]) -> Int32 {
+        var paths: [String] = []
+        var values: [String: String] = [:]
+        var rest = arguments[...]
+        while let argument = rest.popFirst() {
+            guard let value = rest.popFirst() else {
+                printErr("picket-bench place: \(argument) needs a value\n\n\(usage)")
+                return 64
+            }
+            switch argument {
+            case "--from": paths.append(value)
+            case "--node", "--source", "--destination", "--policy", "--candidates", "--port", "--mark-mask":
+                values[String(argument.dropFirst(2))] = value
+            default:
+                printErr("picket-bench place: unknown argument \(argument)\n\n\(usage)")
+                return 64
+            }
+        }
+        let port = Int(values["port"] ?? "80") ?? -1
+        let candidates = Int(values["candidates"] ?? "48") ?? 0
+        let maskText = values["mark-mask"].map { $0.hasPrefix("0x") ? String($0.dropFirst(2)) : $0 }
+        guard let node = values["node"], let sourceKey = values["source"], let destinationKey = values["destination"],
+              let policyKey = values["policy"], !paths.isEmpty, (1...65535).contains(port), (1...1000).contains(candidates)
+        else {
+            printErr(usage)
+            return 64
+        }
+        let marks: MarkLayout
+        do { marks = try MarkLayout(mask: maskText.flatMap { UInt32($0, radix: 16) } ?? MarkLayout.defaultMask) } catch {
+            printErr("picket-bench place: \(error)")
+            return 64
+        }
+        let snapshot = ManifestLoader.load(paths).snapshot
+        func pod(_ key: String) -> Pod? { snapshot.pods.first { "\($0.key)" == key } }
+        guard let source = pod(sourceKey)?.ips.first, let destination = pod(destinationKey)?.ips.first else {
+            printErr("picket-bench place: \(sourceKey) or \(destinationKey) is not a pod with an address")
+            return 2
+        }
+        guard let index = snapshot.policies.firstIndex(where: { "\($0.key)" == policyKey }) else {
+            printErr("picket-bench place: no policy \(policyKey) in the manifests")
+            return 2
+        }
+        let base = snapshot.policies[index].key
+        var best: (name: String, tree: Int, deepest: Int)?
+        for k in 0..<candidates {
+            let name = k == 0 ? base.name : "\(base.name)-\(k)"
+            var policies = snapshot.policies
+            policies[index].key = ObjectKey(namespace: base.namespace, name: name)
+            let renamed = ClusterSnapshot(
+                namespaces: snapshot.namespaces.values.sorted { $0.name < $1.name }, pods: snapshot.pods, policies: policies)
+            let ruleset = compile(renamed, node: node, options: CompileOptions(marks: marks))
+            let cost = PacketWalker(ruleset, source: source, destination: destination, port: port).newConnection()
+            guard cost.admitted else {
+                printErr("picket-bench place: under \(name) the connection is dropped; the manifests must admit it")
+                return 2
+            }
+            let trees = DispatchWalker(ruleset)
+            var deepest = 0
+            for d in ruleset.dispatch {
+                for group in d.groups { deepest = max(deepest, trees.walk(d.direction, .v4, number: group.number).rules) }
+            }
+            if best == nil || cost.treeRules > best!.tree { best = (name, cost.treeRules, deepest) }
+        }
+        guard let best else { return 2 }
+        print("deepest place found over \(candidates) names of \(policyKey): \(best.tree) dispatch-tree rules (deepest of any group: \(best.deepest))")
+        print(best.name)
         return 0
     }
 }

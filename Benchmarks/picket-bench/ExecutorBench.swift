@@ -147,12 +147,12 @@ final class CountingKernel: KernelAccess {
         try base.restoreTable(family, text)
     }
 
-    func recheckConntrack(_ addresses: Set<IPAddress>, mark: UInt32) throws(ApplyError) -> Int {
+    func recheckConntrack(_ addresses: Set<IPAddress>, mark: UInt32, clearingLabel label: Int) throws(ApplyError) -> Int {
         let start = ContinuousClock.now
         defer {
             conntrack += ContinuousClock.now - start
             revoked += addresses.count
         }
-        return try base.recheckConntrack(addresses, mark: mark)
+        return try base.recheckConntrack(addresses, mark: mark, clearingLabel: label)
     }
 }

@@ -8,6 +8,11 @@ if CommandLine.arguments.dropFirst().first == "cost" {
     exit(CostCommand.run(Array(CommandLine.arguments.dropFirst(2))))
 }
 
+// `picket-bench place ...`: the name that puts a connection's group deepest in its dispatch tree.
+if CommandLine.arguments.dropFirst().first == "place" {
+    exit(PlaceCommand.run(Array(CommandLine.arguments.dropFirst(2))))
+}
+
 // `picket-bench informer ...`: informer initial sync time and store memory.
 if CommandLine.arguments.dropFirst().first == "informer" {
     exit(InformerBench.run(Array(CommandLine.arguments.dropFirst(2))))

@@ -13,6 +13,8 @@ struct picket_ct_context {
     /// 0: destroy matching entries; otherwise set `mark` under this mask on them.
     uint32_t mask;
     uint32_t mark;
+    /// A conntrack label bit to clear along with the mark (0...127), or -1.
+    int clear_label;
     uint8_t family;
     size_t width;
     const uint8_t *addresses;
@@ -61,16 +63,34 @@ static int picket_ct_on_entry(enum nf_conntrack_msg_type type, struct nf_conntra
     } else {
         uint32_t old = nfct_attr_is_set(entry, ATTR_MARK) > 0 ? nfct_get_attr_u32(entry, ATTR_MARK) : 0;
         uint32_t mark = (old & ~context->mask) | (context->mark & context->mask);
-        if (mark == old) return NFCT_CB_CONTINUE;
-        // An update names the entry by its original tuple and carries only the new mark.
+        // An entry without labels (created before any rule used them) has no bit to clear.
+        const struct nfct_bitmask *labels = context->clear_label >= 0 && nfct_attr_is_set(entry, ATTR_CONNLABELS) > 0
+            ? nfct_get_attr(entry, ATTR_CONNLABELS) : NULL;
+        int clear = labels != NULL && (unsigned)context->clear_label <= nfct_bitmask_maxbit(labels)
+            && nfct_bitmask_test_bit(labels, (unsigned)context->clear_label);
+        if (mark == old && !clear) return NFCT_CB_CONTINUE;
+        // An update names the entry by its original tuple and carries only the new mark (and the
+        // label bit: the kernel sets the labels to (old & ~mask) ^ value, so a mask of that one
+        // bit and an empty value clear it and leave every other bit as it is).
         struct nf_conntrack *update = nfct_new();
-        if (update == NULL) {
+        struct nfct_bitmask *value = clear ? nfct_bitmask_new(nfct_bitmask_maxbit(labels)) : NULL;
+        struct nfct_bitmask *only = clear ? nfct_bitmask_new(nfct_bitmask_maxbit(labels)) : NULL;
+        if (update == NULL || (clear && (value == NULL || only == NULL))) {
+            if (update != NULL) nfct_destroy(update);
+            if (value != NULL) nfct_bitmask_destroy(value);
+            if (only != NULL) nfct_bitmask_destroy(only);
             context->result->step = PICKET_CT_STEP_DESTROY;
             context->result->error = ENOMEM;
             return NFCT_CB_STOP;
         }
         nfct_copy(update, entry, NFCT_CP_ORIG);
         nfct_set_attr_u32(update, ATTR_MARK, mark);
+        if (clear) {
+            nfct_bitmask_set_bit(only, (unsigned)context->clear_label);
+            // The entry owns both bitmasks from here on (freed by nfct_destroy).
+            nfct_set_attr(update, ATTR_CONNLABELS, value);
+            nfct_set_attr(update, ATTR_CONNLABELS_MASK, only);
+        }
         status = nfct_query(context->destroyer, NFCT_Q_UPDATE, update);
         nfct_destroy(update);
     }
@@ -96,13 +116,15 @@ static int picket_ct_fail(picket_ct_result *result, picket_ct_step step, int err
 }
 
 int picket_ct_delete(int family, const uint8_t *addresses, size_t count, picket_ct_result *result) {
-    return picket_ct_mark(family, addresses, count, 0, 0, result);
+    return picket_ct_mark(family, addresses, count, 0, 0, -1, result);
 }
 
-int picket_ct_mark(int family, const uint8_t *addresses, size_t count, uint32_t mark, uint32_t mask, picket_ct_result *result) {
+int picket_ct_mark(int family, const uint8_t *addresses, size_t count, uint32_t mark, uint32_t mask, int clear_label,
+                   picket_ct_result *result) {
     memset(result, 0, sizeof *result);
     if (family != AF_INET && family != AF_INET6) return picket_ct_fail(result, PICKET_CT_STEP_DUMP, EAFNOSUPPORT);
     if (count == 0) return 0;
+    if (clear_label > 127 || (clear_label >= 0 && mask == 0)) return picket_ct_fail(result, PICKET_CT_STEP_DUMP, EINVAL);
 
     struct nfct_handle *dumper = nfct_open(CONNTRACK, 0);
     if (dumper == NULL) return picket_ct_fail(result, PICKET_CT_STEP_OPEN, errno);
@@ -117,6 +139,7 @@ int picket_ct_mark(int family, const uint8_t *addresses, size_t count, uint32_t 
         .destroyer = destroyer,
         .mask = mask,
         .mark = mark,
+        .clear_label = clear_label < 0 ? -1 : clear_label,
         .family = (uint8_t)family,
         .width = family == AF_INET ? 4 : 16,
         .addresses = addresses,

@@ -44,9 +44,16 @@ public enum Conntrack {
     /// that already carry the bits are left alone). Same scope, cost and failure behaviour as
     /// `deleteEntries`, but the flows keep their entries, and with them their direction: rules
     /// that match the mark can re-check each flow at its next packet.
-    public static func markEntries(involving addresses: Set<IPAddress>, mark: UInt32, mask: UInt32) throws(ConntrackError) -> Int {
-        try forEachFamily(addresses) { family, buffer, count, result in
-            picket_ct_mark(family, buffer, count, mark, mask, &result)
+    ///
+    /// With `clearingLabel` (a conntrack label bit, 0...127), the same update also clears that
+    /// label bit on an entry that has it, so that rules testing the label see the flow again.
+    public static func markEntries(
+        involving addresses: Set<IPAddress>, mark: UInt32, mask: UInt32, clearingLabel label: Int? = nil
+    ) throws(ConntrackError) -> Int {
+        precondition(label.map { (0...127).contains($0) && mask != 0 } ?? true, "a label bit is 0...127, cleared along a mark")
+        let clear = Int32(label ?? -1)
+        return try forEachFamily(addresses) { family, buffer, count, result in
+            picket_ct_mark(family, buffer, count, mark, mask, clear, &result)
         }
     }
 

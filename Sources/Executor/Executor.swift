@@ -121,7 +121,7 @@ public final class Executor {
         if !plan.revoke.isEmpty {
             let start = ContinuousClock.now
             do {
-                report.conntrackMarked = try kernel.recheckConntrack(plan.revoke, mark: ruleset.recheckMark)
+                report.conntrackMarked = try kernel.recheckConntrack(plan.revoke, mark: ruleset.recheckMark, clearingLabel: ruleset.marks.seenLabel)
             } catch {
                 report.conntrackFailure = error
             }

@@ -17,9 +17,10 @@ public protocol KernelAccess {
     func saveTable(_ family: IPAddress.Family) throws(ApplyError) -> String
     /// `iptables-restore --noflush --wait` (or ip6tables-restore) of one transaction.
     func restoreTable(_ family: IPAddress.Family, _ text: String) throws(ApplyError)
-    /// Sets the re-check bit `mark` on the conntrack entries of these addresses; returns how many
-    /// entries changed.
-    func recheckConntrack(_ addresses: Set<IPAddress>, mark: UInt32) throws(ApplyError) -> Int
+    /// Sets the re-check bit `mark` on the conntrack entries of these addresses, and clears their
+    /// seen label bit `label` (so that the hooks send their next packet to the tagging chain);
+    /// returns how many entries changed.
+    func recheckConntrack(_ addresses: Set<IPAddress>, mark: UInt32, clearingLabel label: Int) throws(ApplyError) -> Int
     /// A cheap sign of the state of Picket's part of the kernel, equal between two calls only if
     /// nothing was changed in between (see `KernelFingerprint`); nil when this kernel cannot
     /// tell (legacy iptables has no generation counter), and every verify reads back.
@@ -194,10 +195,10 @@ public struct SystemKernel: KernelAccess {
     /// Backends by tool directory, asked once per process.
     private static let backends = Mutex<[String: Backend]>([:])
 
-    public func recheckConntrack(_ addresses: Set<IPAddress>, mark: UInt32) throws(ApplyError) -> Int {
+    public func recheckConntrack(_ addresses: Set<IPAddress>, mark: UInt32, clearingLabel label: Int) throws(ApplyError) -> Int {
         guard !addresses.isEmpty else { return 0 }
         do {
-            return try Conntrack.markEntries(involving: addresses, mark: mark, mask: mark)
+            return try Conntrack.markEntries(involving: addresses, mark: mark, mask: mark, clearingLabel: label)
         } catch {
             throw ApplyError(step: "conntrack mark", message: error.description)
         }

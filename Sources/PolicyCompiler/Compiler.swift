@@ -230,28 +230,29 @@ private struct RulesetBuilder {
     func baseChains(_ family: IPAddress.Family, mapping: [Direction], blockingUnknown: Bool = false) -> (chains: [Chain], hooks: [Hook]) {
         let fields = marks.ingress | marks.egress
         let recheck = marks.recheck
-        let seen = marks.seen
-        // Every packet jumps here from its built-in chain (a bare jump: no match to evaluate), and
-        // a flow whose conntrack entry carries the seen bit and not the re-check bit goes
-        // straight back: one conntrack-mark match per established packet, and no comment on
-        // the way (both rules are bare). A packet without a conntrack entry (untracked,
-        // invalid) never matches, so it is tagged and judged each time.
-        let seenFlows: [[String]] = [["-m", "connmark", "--mark", Self.hex(seen, seen | recheck), "-j", "RETURN"]]
-        // The flow is seen from its first packet on (an entry still unconfirmed when the packet
-        // is dropped is discarded by the kernel, bit and all).
-        let markSeen: [[String]] = [["-j", "CONNMARK", "--set-xmark", Self.hex(seen, seen)]]
-        // An established flow that gets here is either flagged for re-check or from before the
-        // seen bit; it goes to its own chain and, whatever happens there, leaves the tagging
-        // chain from it. A new connection's packet is not established: one test, and on.
+        let label = String(marks.seenLabel)
+        // The hooks jump here unless the flow's conntrack entry carries the seen label: a flow
+        // judged and not flagged for re-check (the executor clears the label when it flags one).
+        // An established packet meets one rule of Picket's, with one match, no jump and no
+        // comment. The match is true for a packet without a conntrack entry too (untracked,
+        // invalid), so such a packet is tagged and judged each time.
+        let unseen = ["-m", "connlabel", "!", "--label", label]
+        // Sets the seen label (a match that sets the bit and holds; an entry still unconfirmed
+        // when the packet is dropped is discarded by the kernel, label and all).
+        let setSeen = ["-m", "connlabel", "--label", label, "--set"]
+        // An established flow that gets here is flagged for re-check, or from before the seen
+        // label; it goes to its own chain and, whatever happens there, leaves the tagging chain
+        // from it. A new connection's packet is not established: one test, the label, and on.
         func established(_ recheckChain: String) -> [[String]] {
-            [["-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-g", recheckChain]]
+            [["-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-g", recheckChain], setSeen]
         }
         // An established flow without the re-check bit (a flow from before Picket, or before the
-        // seen bit) was judged when it was new, and is not judged again.
-        let skipUnflagged: [[String]] = [["-m", "connmark", "--mark", Self.hex(0, recheck), "-j", "RETURN"]]
+        // seen label) was judged when it was new, and is not judged again: it gets the label.
+        let skipUnflagged: [[String]] = [["-m", "connmark", "--mark", Self.hex(0, recheck)] + setSeen + ["-j", "RETURN"]]
         // A flow whose conntrack entry carries the re-check bit was admitted under rules that have
         // since taken access away from one of its ends: its next packet in the original direction
-        // is tagged and judged like a new connection. Replies pass until then.
+        // is tagged and judged like a new connection. Replies pass until then (without the label,
+        // so the flow keeps coming here).
         let skipReplies: [[String]] = [["-m", "conntrack", "--ctdir", "REPLY", "-j", "RETURN"]]
         // IPv6 neighbour discovery is not tracked by conntrack and is what ARP is to IPv4 (which
         // iptables never sees): without it an isolated pod cannot even resolve its peers, so
@@ -278,17 +279,18 @@ private struct RulesetBuilder {
         let judgeForward = [["-m", "mark", "!", "--mark", Self.hex(0, fields), "-j", Names.forwardChain]]
         let judgeInput = [["-m", "mark", "!", "--mark", Self.hex(0, marks.egress), "-j", Names.inputChain]]
         // A re-checked flow that came back from judging was admitted in every direction that
-        // applied, or is governed by no policy any more: either way it stops being re-checked.
-        let stopRechecking = [["-j", "CONNMARK", "--set-xmark", Self.hex(0, recheck)]]
+        // applied, or is governed by no policy any more: either way it stops being re-checked,
+        // and its packets pass the hooks again.
+        let stopRechecking = [setSeen + ["-j", "CONNMARK", "--set-xmark", Self.hex(0, recheck)]]
         let forwardTags = clear + [Direction.egress, .ingress].filter(mapping.contains).map(map) + unknown
         let inputTags = clear + (mapping.contains(.egress) ? [map(.egress)] : [])
         let markForward = Chain(
             name: Names.markForwardChain, kind: .mark,
-            rules: seenFlows + markSeen + established(Names.markForwardRecheckChain) + discovery + forwardTags + judgeForward,
+            rules: established(Names.markForwardRecheckChain) + discovery + forwardTags + judgeForward,
             calls: [Names.markForwardRecheckChain, Names.forwardChain])
         let markInput = Chain(
             name: Names.markInputChain, kind: .mark,
-            rules: seenFlows + markSeen + established(Names.markInputRecheckChain) + discovery + inputTags + judgeInput,
+            rules: established(Names.markInputRecheckChain) + discovery + inputTags + judgeInput,
             calls: [Names.markInputRecheckChain, Names.inputChain])
         let recheckForward = Chain(
             name: Names.markForwardRecheckChain, kind: .mark,
@@ -303,12 +305,12 @@ private struct RulesetBuilder {
         let input = Chain(name: Names.inputChain, kind: .base, rules: [
             ["-j", Names.egressChain],
         ], calls: [Names.egressChain])
-        // Every packet jumps into its tagging chain (bare, unconditional), and an established one
-        // of a flow not flagged for re-check returns at the first rule: two rules, one xtables
-        // match (conntrack mark), and nothing in filter.
+        // A packet of a flow not judged yet, or flagged for re-check, or without a conntrack entry,
+        // jumps into its tagging chain; an established one of a flow judged passes the hook: one
+        // rule, one xtables match (conntrack label), and nothing in filter.
         let hooks = [
-            Hook(table: .mangle, builtin: "FORWARD", target: Names.markForwardChain, comment: nil),
-            Hook(table: .mangle, builtin: "INPUT", target: Names.markInputChain, comment: nil),
+            Hook(table: .mangle, builtin: "FORWARD", target: Names.markForwardChain, comment: nil, matches: unseen),
+            Hook(table: .mangle, builtin: "INPUT", target: Names.markInputChain, comment: nil, matches: unseen),
         ]
         return ([markForward, markInput, recheckForward, recheckInput, forward, input], hooks)
     }

@@ -24,13 +24,19 @@ import KubeModel
 /// The mask's set bits, from the least significant, are split in two halves: the lower half
 /// numbers a packet's source pod's egress group, the upper half its destination pod's ingress
 /// group (an odd bit goes to ingress). Policy rules admit a packet by clearing their
-/// direction's field. In the conntrack mark, the mask's lowest bit flags flows to re-check and
-/// its second lowest says that Picket's tagging chains have seen the flow: their first rule
-/// returns a seen flow that is not flagged, so an established packet pays one match there.
+/// direction's field. In the conntrack mark, the mask's lowest bit flags flows to re-check.
+///
+/// One conntrack label bit (`seenLabel`, not a mark bit) says that a flow was judged and is not
+/// flagged: the hooks pass such a flow's packets with one match (`-m connlabel ! --label`,
+/// which is also true for a packet without a conntrack entry, so untracked and invalid packets
+/// are judged each time), and the executor clears it when it flags a flow for re-check.
 public struct MarkLayout: Hashable, Sendable, CustomStringConvertible {
     /// The default mask: the upper 16 bits, the part of the mark network-policy engines use,
     /// clear of kube-proxy's 0x4000/0x8000 and of the low bits service proxies and meshes use.
     public static let defaultMask: UInt32 = 0xffff_0000
+    /// The default seen label: the highest of the kernel's 128 conntrack label bits, where
+    /// users that number labels from 0 are least likely to reach.
+    public static let defaultSeenLabel = 127
 
     /// Every bit Picket may change.
     public let mask: UInt32
@@ -40,8 +46,8 @@ public struct MarkLayout: Hashable, Sendable, CustomStringConvertible {
     public let ingress: UInt32
     /// The conntrack-mark bit of flows to re-check.
     public let recheck: UInt32
-    /// The conntrack-mark bit of flows Picket's tagging chains have seen.
-    public let seen: UInt32
+    /// The conntrack label bit of flows judged and not flagged for re-check (0...127).
+    public let seenLabel: Int
 
     /// Why a mask cannot be used.
     public struct InvalidMask: Error, CustomStringConvertible {
@@ -50,17 +56,20 @@ public struct MarkLayout: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// The layout of `mask`; at least 4 bits (one group per direction and the fail-closed number).
-    public init(mask: UInt32) throws(InvalidMask) {
+    public init(mask: UInt32, seenLabel: Int = MarkLayout.defaultSeenLabel) throws(InvalidMask) {
         let bits = (0..<32).map { UInt32(1) << UInt32($0) }.filter { mask & $0 != 0 }
         guard bits.count >= 4 else {
             throw InvalidMask(description: "mark mask 0x\(String(mask, radix: 16)) has \(bits.count) bits; Picket needs at least 4 (2 per direction)")
         }
+        guard (0...127).contains(seenLabel) else {
+            throw InvalidMask(description: "conntrack label bit \(seenLabel) is not one of the kernel's 0...127")
+        }
+        self.seenLabel = seenLabel
         let half = bits.count / 2
         self.mask = mask
         self.egress = bits[..<half].reduce(0, |)
         self.ingress = bits[half...].reduce(0, |)
         self.recheck = bits[0]
-        self.seen = bits[1]
     }
 
     /// The default layout.

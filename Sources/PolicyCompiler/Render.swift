@@ -219,12 +219,12 @@ public enum RuleIdentity {
             case "-m":
                 guard i + 1 < words.count else { return false }
                 switch words[i + 1] {
-                case "mark", "connmark", "conntrack": i += 2
+                case "mark", "connmark", "conntrack", "connlabel": i += 2
                 default: return false
                 }
-            case "!", "--map-mark":
+            case "!", "--map-mark", "--set":
                 i += 1
-            case "--mark", "--ctstate", "--ctdir", "--set-xmark", "-j", "-g":
+            case "--mark", "--label", "--ctstate", "--ctdir", "--set-xmark", "-j", "-g":
                 guard i + 1 < words.count else { return false }
                 i += 2
             case "--map-set":
@@ -243,8 +243,9 @@ public enum RuleIdentity {
         hash(inSaved: rule) ?? bare(rule.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init))
     }
 
-    /// Words in one notation: a number (decimal or hex) or a `V/M` pair of numbers as lowercase
-    /// hex (`0x20/0x30`); other words as they are.
+    /// Words in one notation: a number (decimal or hex, quoted or not: iptables-save quotes a
+    /// connlabel's) or a `V/M` pair of numbers as lowercase hex (`0x20/0x30`); other words as
+    /// they are.
     static func canonical(_ words: [String]) -> [String] {
         func number(_ text: Substring) -> UInt64? {
             let lower = text.lowercased()
@@ -252,10 +253,12 @@ public enum RuleIdentity {
             return lower.isEmpty || !lower.allSatisfy(\.isNumber) ? nil : UInt64(lower)
         }
         func hex(_ value: UInt64) -> String { "0x" + String(value, radix: 16) }
-        return words.map { word in
+        return words.map { written in
+            let quoted = written.count > 2 && written.first == "\"" && written.last == "\""
+            let word = quoted ? String(written.dropFirst().dropLast()) : written
             let parts = word.split(separator: "/", omittingEmptySubsequences: false)
             let values = parts.compactMap(number)
-            guard values.count == parts.count, parts.count == 1 || parts.count == 2, word.first != "-" else { return word }
+            guard values.count == parts.count, parts.count == 1 || parts.count == 2, word.first != "-" else { return written }
             return values.map(hex).joined(separator: "/")
         }
     }

@@ -89,7 +89,7 @@ func write(_ files: [(name: String, text: String)], to directory: String) throws
     }
 }
 
-/// The packet-mark bits Picket may use.
+/// The packet-mark bits and the conntrack label bit Picket may use.
 struct MarkOptions: ParsableArguments {
     @Option(
         name: .customLong("mark-mask"),
@@ -105,6 +105,19 @@ struct MarkOptions: ParsableArguments {
             valueName: "hex"))
     var markMask: String = "0x" + String(MarkLayout.defaultMask, radix: 16)
 
+    @Option(
+        name: .customLong("conntrack-label"),
+        help: ArgumentHelp(
+            "The conntrack label bit (0-127) that marks a flow as judged.",
+            discussion: """
+                Picket sets this label bit on a flow's conntrack entry when it has judged the \
+                flow, and its hooks pass the packets of such flows with one match; it clears the \
+                bit when a policy change flags the flow for re-check. Picket changes no other \
+                label bit. Keep it clear of other users of conntrack labels.
+                """,
+            valueName: "bit"))
+    var conntrackLabel: Int = MarkLayout.defaultSeenLabel
+
     func validate() throws {
         _ = try layout()
     }
@@ -116,9 +129,9 @@ struct MarkOptions: ParsableArguments {
             throw ValidationError("--mark-mask: '\(markMask)' is not a 32-bit hexadecimal number")
         }
         do {
-            return try MarkLayout(mask: mask)
+            return try MarkLayout(mask: mask, seenLabel: conntrackLabel)
         } catch {
-            throw ValidationError("--mark-mask: \(error)")
+            throw ValidationError((0...127).contains(conntrackLabel) ? "--mark-mask: \(error)" : "--conntrack-label: \(error)")
         }
     }
 

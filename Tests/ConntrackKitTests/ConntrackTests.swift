@@ -153,4 +153,42 @@ struct MarkTests {
         #expect(cleared == involved.count)
         #expect(try network.conntrackEntries().allSatisfy { $0.mark & bit == 0 })
     }
+
+    @Test("With a label bit, the same update also clears that label on the entries of the addresses, and only that bit")
+    func clearsLabel() throws {
+        let network = try ScratchNetwork()
+        defer { network.remove() }
+        // Every entry the server tracks gets labels 5 and 9 from its first packet on.
+        for tool in ["iptables", "ip6tables"] {
+            for label in ["5", "9"] {
+                _ = try run(["ip", "netns", "exec", network.server, tool, "-I", "INPUT", "1", "-m", "connlabel", "--label", label, "--set"])
+            }
+        }
+        try network.populate()
+        let chosen = addresses("10.99.0.1", "fd99::1")
+        let bit: UInt32 = 0x0080_0000
+        let involved = Set(try network.conntrackEntries().filter { entry in chosen.contains { entry.involves($0.description) } }.map(\.key))
+        #expect(!involved.isEmpty)
+        func mark(_ label: Int?) throws -> Int {
+            try onThread(inNetworkNamespace: network.server) { try Conntrack.markEntries(involving: chosen, mark: bit, mask: bit, clearingLabel: label) }
+        }
+        // The mark set and label 5 cleared, in one update per entry.
+        #expect(try mark(5) == involved.count)
+        // Both done: the entries as the kernel dumps them now carry neither the missing mark nor
+        // label 5, so a second call changes nothing; label 9 was kept, so clearing it changes
+        // every involved entry once, and label 7, never set, none.
+        #expect(try mark(5) == 0)
+        #expect(try mark(7) == 0)
+        #expect(try mark(9) == involved.count)
+        #expect(try mark(9) == 0)
+        // Entries of other addresses keep their labels: clearing 5 on all of them changes exactly those.
+        let everyone = addresses("10.99.0.1", "10.99.0.3", "fd99::1", "fd99::3")
+        let all = Set(try network.conntrackEntries().filter { entry in everyone.contains { entry.involves($0.description) } }.map(\.key))
+        let others = all.subtracting(involved)
+        #expect(!others.isEmpty)
+        let changed = try onThread(inNetworkNamespace: network.server) {
+            try Conntrack.markEntries(involving: everyone, mark: bit, mask: bit, clearingLabel: 5)
+        }
+        #expect(changed == others.count)
+    }
 }

@@ -259,9 +259,22 @@ struct SavedTable: Equatable {
                 let words = line.dropFirst(3)
                 let space = words.firstIndex(of: " ") ?? words.endIndex
                 let chain = String(words[..<space])
-                rules[chain, default: []].append(space == words.endIndex ? "" : String(words[words.index(after: space)...]))
+                // iptables-save quotes a connlabel's value (`--label "127"`), which restore reads
+                // as the word the compiler wrote.
+                let rule = space == words.endIndex ? "" : String(words[words.index(after: space)...])
+                rules[chain, default: []].append(SavedTable.unquotingLabels(rule))
             }
         }
+    }
+
+    /// `rule` with each `--label "N"` written `--label N`.
+    static func unquotingLabels(_ rule: String) -> String {
+        guard rule.contains("--label \"") else { return rule }
+        var words = rule.split(separator: " ", omittingEmptySubsequences: false).map(String.init)
+        for i in words.indices.dropFirst() where words[i - 1] == "--label" && words[i].count > 2 && words[i].hasPrefix("\"") && words[i].hasSuffix("\"") {
+            words[i] = String(words[i].dropFirst().dropLast())
+        }
+        return words.joined(separator: " ")
     }
 
     /// Picket's chains (`PICKET-*`) and their rules.
@@ -477,9 +490,9 @@ struct CountingKernel: KernelAccess {
         try base.restoreTable(family, text)
     }
 
-    func recheckConntrack(_ addresses: Set<IPAddress>, mark: UInt32) throws(ApplyError) -> Int {
+    func recheckConntrack(_ addresses: Set<IPAddress>, mark: UInt32, clearingLabel label: Int) throws(ApplyError) -> Int {
         try record(.recheckConntrack(addresses))
-        return try base.recheckConntrack(addresses, mark: mark)
+        return try base.recheckConntrack(addresses, mark: mark, clearingLabel: label)
     }
 
     func fingerprint() throws(ApplyError) -> KernelFingerprint? {

@@ -243,33 +243,38 @@ func makePolicy(_ namespace: String, _ name: String, _ tweak: (inout NetworkPoli
         #expect(sets.first { $0.family == .v6 }?.members.isEmpty == true)
     }
 
-    @Test("an established packet meets only bare rules: mangle jumps without a match or comment, then one conntrack-mark RETURN")
+    @Test("an established packet meets one bare rule: the mangle hook, whose one conntrack-label match passes a judged flow")
     func establishedPath() throws {
         let snapshot = ClusterSnapshot(
             pods: [makePod("x", "a", ip: "10.244.1.2", labels: ["app": "a"])],
             policies: [makePolicy("x", "deny") { $0.podSelector = LabelSelector(matchLabels: ["app": "a"]) }])
         let ruleset = compile(snapshot, node: "node-a")
         let marks = ruleset.marks
+        let label = String(marks.seenLabel)
+        let setSeen = ["-m", "connlabel", "--label", label, "--set"]
         for builtin in ["FORWARD", "INPUT"] {
             let hooks = ruleset.ipv4.hooks.filter { $0.table == .mangle && $0.builtin == builtin }
             #expect(hooks.count == 1)
-            #expect(hooks.first?.stampedRule == ["-j", builtin == "FORWARD" ? Names.markForwardChain : Names.markInputChain])
+            let target = builtin == "FORWARD" ? Names.markForwardChain : Names.markInputChain
+            #expect(hooks.first?.stampedRule == ["-m", "connlabel", "!", "--label", label, "-j", target])
         }
         // Everything is in mangle: no hook, no chain in filter.
         #expect(ruleset.ipv4.hooks.allSatisfy { $0.table == .mangle } && ruleset.ipv4.chains.allSatisfy { $0.table == .mangle })
         let chain = try #require(ruleset.ipv4.chains.first { $0.name == Names.markForwardChain })
-        let seen = "0x" + String(marks.seen, radix: 16) + "/0x" + String(marks.seen | marks.recheck, radix: 16)
-        #expect(chain.stampedRules.first == ["-m", "connmark", "--mark", seen, "-j", "RETURN"])
-        // A new connection's packet meets one conntrack test (which sends an established flow to
-        // the re-check chain, by goto) and no other test of the re-check bit on its way to judging.
-        let afterSeen = chain.rules.dropFirst()
-        #expect(afterSeen.filter { $0.contains("conntrack") } == [["-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-g", Names.markForwardRecheckChain]])
-        #expect(!afterSeen.contains { $0.contains("connmark") })
+        // What jumps in is a flow not judged yet, a flagged one, or a packet without an entry: an
+        // established flow goes to the re-check chain by goto at the first rule; a new one gets
+        // the label and meets no other conntrack test on its way to judging.
+        #expect(chain.rules.first == ["-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-g", Names.markForwardRecheckChain])
+        #expect(chain.rules.dropFirst().first == setSeen)
+        #expect(!chain.rules.dropFirst(2).contains { $0.contains("conntrack") || $0.contains("connmark") || $0.contains("connlabel") })
         #expect(chain.rules.last?.suffix(2) == ["-j", Names.forwardChain])
         let recheck = try #require(ruleset.ipv4.chains.first { $0.name == Names.markForwardRecheckChain })
         let flag = "0x0/0x" + String(marks.recheck, radix: 16)
-        #expect(recheck.rules.first == ["-m", "connmark", "--mark", flag, "-j", "RETURN"])
-        #expect(recheck.rules.last == ["-j", "CONNMARK", "--set-xmark", flag])
+        // Unflagged: judged when new, labelled now; flagged: judged at the next original-direction
+        // packet, labelled only once it came back from judging (a reply leaves without the label).
+        #expect(recheck.rules.first == ["-m", "connmark", "--mark", flag] + setSeen + ["-j", "RETURN"])
+        #expect(recheck.rules.dropFirst().first == ["-m", "conntrack", "--ctdir", "REPLY", "-j", "RETURN"])
+        #expect(recheck.rules.last == setSeen + ["-j", "CONNMARK", "--set-xmark", flag])
         // Nothing on a new connection's way to its policy chain carries a comment (each would be
         // an xtables match to evaluate): the tagging chains, PICKET-FORWARD, the trees, the jumps
         // into policy chains and the admitted tests are bare. Policy rules and DROPs keep their
@@ -282,22 +287,24 @@ func makePolicy(_ namespace: String, _ name: String, _ tweak: (inout NetworkPoli
                 #expect(RuleIdentity.isBare(rule) == !written.contains("--comment"), "\(chain.name): \(written)")
             }
         }
-        // Both bits inside the mask, distinct, neither a foreign one.
-        #expect(marks.seen != marks.recheck && marks.mask & (marks.seen | marks.recheck) == (marks.seen | marks.recheck))
+        // The re-check bit inside the mask; the label a valid one.
+        #expect(marks.mask & marks.recheck == marks.recheck && (0...127).contains(marks.seenLabel))
 
-        // A bare rule's identity is its canonical text: another printing of the same rule agrees,
-        // another rule does not.
-        let identity = chain.ruleHashes[0]
-        let value = marks.seen, mask = marks.seen | marks.recheck
-        func padded(_ v: UInt32) -> String { "0x" + String(repeating: "0", count: 8 - String(v, radix: 16).count) + String(v, radix: 16).uppercased() }
-        #expect(RuleIdentity.identity(ofSaved: "-m connmark --mark \(seen) -j RETURN") == identity)
-        #expect(RuleIdentity.identity(ofSaved: "-m  connmark  --mark  \(padded(value))/\(padded(mask))  -j  RETURN") == identity)
-        #expect(RuleIdentity.identity(ofSaved: "-m connmark --mark \(value)/\(mask) -j RETURN") == identity)
-        #expect(RuleIdentity.identity(ofSaved: "-m connmark --mark \(seen) -j ACCEPT") != identity)
-        #expect(RuleIdentity.identity(ofSaved: "-m connmark --mark 0x0/\(padded(mask)) -j RETURN") != identity)
+        // A bare rule's identity is its canonical text: another printing of the same rule agrees
+        // (iptables-save quotes the label), another rule does not.
         let hook = try #require(ruleset.ipv4.hooks.first { $0.table == .mangle && $0.builtin == "FORWARD" })
-        #expect(RuleIdentity.identity(ofSaved: "-j \(Names.markForwardChain)") == hook.ruleHash)
-        #expect(RuleIdentity.identity(ofSaved: "-j \(Names.markInputChain)") != hook.ruleHash)
+        let identity = hook.ruleHash
+        let forward = Names.markForwardChain
+        #expect(RuleIdentity.identity(ofSaved: "-m connlabel ! --label \"\(label)\" -j \(forward)") == identity)
+        #expect(RuleIdentity.identity(ofSaved: "-m  connlabel  !  --label  \(label)  -j  \(forward)") == identity)
+        #expect(RuleIdentity.identity(ofSaved: "-m connlabel ! --label 0x\(String(marks.seenLabel, radix: 16)) -j \(forward)") == identity)
+        #expect(RuleIdentity.identity(ofSaved: "-m connlabel --label \"\(label)\" -j \(forward)") != identity)
+        #expect(RuleIdentity.identity(ofSaved: "-m connlabel ! --label \"\(marks.seenLabel - 1)\" -j \(forward)") != identity)
+        #expect(RuleIdentity.identity(ofSaved: "-j \(forward)") != identity)
+        #expect(RuleIdentity.identity(ofSaved: "-m connlabel ! --label \"\(label)\" -j \(Names.markInputChain)") != identity)
+        let set = try #require(recheck.ruleHashes.last)
+        #expect(RuleIdentity.identity(ofSaved: "-m connlabel --label \"\(label)\" --set -j CONNMARK --set-xmark 0x0/0x\(String(marks.recheck, radix: 16))") == set)
+
         // A stamped rule is known by its comment, never by its text.
         let group = try #require(ruleset.ipv4.chains.first { if case .group = $0.kind { true } else { false } })
         let drop = try #require(group.rules.indices.last)

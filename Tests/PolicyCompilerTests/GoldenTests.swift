@@ -81,8 +81,12 @@ import Testing
             // Everything is in mangle: filter holds nothing of Picket's.
             #expect(!save.stdout.contains("PICKET"), "\(save.stdout)")
             let mangle = try ns.exec([tool.replacingOccurrences(of: "-restore", with: "-save"), "-t", "mangle"])
-            #expect(mangle.stdout.contains("-A FORWARD -j PICKET-MARK-FORWARD\n"))
-            #expect(mangle.stdout.contains("-A INPUT -j PICKET-MARK-INPUT\n"))
+            // Each hook is its built-in chain's one rule of Picket's: the seen-flow test and the jump.
+            for builtin in ["FORWARD", "INPUT"] {
+                let hooks = mangle.stdout.split(separator: "\n").filter { $0.hasPrefix("-A \(builtin) ") }
+                #expect(hooks.count == 1 && hooks[0].hasPrefix("-A \(builtin) -m connlabel ! --label ")
+                    && hooks[0].hasSuffix(" -j PICKET-MARK-\(builtin)"), "\(hooks)")
+            }
             #expect(mangle.stdout.contains("-j PICKET-FORWARD\n"))
             // Every rule the kernel holds carries the identity it was compiled with, in order.
             let compiled = compile(fixture.load().snapshot, node: fixture.node, options: fixture.options)

@@ -41,7 +41,9 @@ typedef struct picket_ct_result {
 int picket_ct_delete(int family, const uint8_t *addresses, size_t count, picket_ct_result *result);
 
 /// Like `picket_ct_delete`, but instead of destroying a matching entry sets its conntrack mark
-/// to `(old & ~mask) | (mark & mask)` (NFCT_Q_UPDATE naming the entry by its original tuple);
+/// to `(old & ~mask) | (mark & mask)` and, with `clear_label` 0...127, clears that conntrack
+/// label bit (NFCT_Q_UPDATE naming the entry by its original tuple, both in one message);
 /// entries already carrying the bits are left alone. `result.deleted` counts the entries
-/// changed. With `mask` 0 it destroys, as `picket_ct_delete`.
-int picket_ct_mark(int family, const uint8_t *addresses, size_t count, uint32_t mark, uint32_t mask, picket_ct_result *result);
+/// changed. With `mask` 0 it destroys, as `picket_ct_delete` (`clear_label` must then be -1).
+int picket_ct_mark(int family, const uint8_t *addresses, size_t count, uint32_t mark, uint32_t mask, int clear_label,
+                   picket_ct_result *result);
