@@ -4,9 +4,10 @@
 //
 // The layout (one per family, all in the mangle table; see README "Rule layout"):
 //
-//   mangle FORWARD -> PICKET-MARK-FORWARD (a bare jump, first in the chain)
-//     an established flow already seen (conntrack mark) returns at the first rule; a new
-//     connection's packet marks its flow seen, clears Picket's mark bits, is tagged with its
+//   mangle FORWARD -> PICKET-MARK-FORWARD (the first rule of the chain, bare: it jumps unless
+//     the flow's conntrack entry carries the seen label, so an established packet of a judged
+//     flow passes with one match and no jump; a packet without an entry always jumps); a new
+//     connection's packet gets the seen label, clears Picket's mark bits, is tagged with its
 //     source pod's egress group number and its destination pod's ingress group number (one
 //     dispatch-set lookup per direction), and, carrying a number, is judged: -> PICKET-FORWARD
 //     (an established flow flagged for re-check goes to PICKET-MARK-FORWARD-RECHECK instead,
@@ -23,8 +24,8 @@
 // FORWARD once and meets the source's egress and the destination's ingress in that one pass.
 // The per-packet cost is constant: two set lookups and a few dozen native compares for a new
 // connection whatever the number of pods, policies and groups (cluster pods are set members,
-// groups are reached by a tree of mark compares), and two rules for an established one (the
-// bare jump and one conntrack-mark match), with no hook in filter at all.
+// groups are reached by a tree of mark compares), and one rule for an established one (the
+// hook and its one conntrack-label match), with no hook in filter at all.
 
 import KubeModel
 

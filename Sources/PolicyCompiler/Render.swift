@@ -175,9 +175,9 @@ extension Hook {
 /// is a match of its own for the kernel to evaluate (an xtables extension even under nf_tables,
 /// called through an indirect call), and on that path it would cost every packet or every new
 /// connection that reaches it. A bare rule's identity is its text made canonical (`canonical`:
-/// words split on blanks, numbers and `V/M` marks in one notation), which is all two iptables
-/// builds could print differently in such rules (mark and conntrack-mark values, conntrack
-/// states, jumps, and the MARK, CONNMARK and SET targets). A rule read from the kernel without
+/// words split on blanks, numbers, quoted or not, and `V/M` marks in one notation), which is all
+/// two iptables builds could print differently in such rules (mark and conntrack-mark values,
+/// conntrack label bits, conntrack states, jumps, and the MARK, CONNMARK and SET targets). A rule read from the kernel without
 /// Picket's comment gets the same kind of identity, so a foreign rule is drift unless it is
 /// word for word one of Picket's bare rules.
 public enum RuleIdentity {
@@ -209,7 +209,9 @@ public enum RuleIdentity {
     /// Whether a rule is written bare, without an identity comment, and known by its canonical
     /// text: a rule without a comment of its own made only of words every iptables build prints
     /// as they are written: packet-mark and conntrack-mark tests (`-m mark`, `-m connmark`),
-    /// conntrack state and direction tests (`-m conntrack --ctstate`, `--ctdir`), `!`, and a
+    /// conntrack-label tests and sets (`-m connlabel --label N [--set]`, the number quoted by
+    /// iptables-save), conntrack state and direction tests (`-m conntrack --ctstate`,
+    /// `--ctdir`), `!`, and a
     /// jump, a goto, or a MARK, CONNMARK (`--set-xmark`) or SET (`--map-set NAME src|dst
     /// --map-mark`) target.
     public static func isBare(_ words: [String]) -> Bool {
