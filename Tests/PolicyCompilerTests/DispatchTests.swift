@@ -70,6 +70,16 @@ func chainDepth(_ ruleset: Ruleset) -> Int {
             #expect(MarkLayout.extract(value, from: odd.ingress) == number)
         }
         #expect(throws: MarkLayout.InvalidMask.self) { try MarkLayout(mask: 0x7) }
+        // The seen label: any of the kernel's 128 conntrack label bits, nothing past them.
+        #expect(layout.seenLabel == 127)
+        #expect(try MarkLayout(mask: 0xffff_0000, seenLabel: 0).seenLabel == 0)
+        #expect(throws: MarkLayout.InvalidMask.self) { try MarkLayout(mask: 0xffff_0000, seenLabel: 128) }
+        #expect(throws: MarkLayout.InvalidMask.self) { try MarkLayout(mask: 0xffff_0000, seenLabel: -1) }
+        // The compiled hooks and tagging chains use the bit given.
+        let ruleset = compile(manyGroups(2), node: "node-a", options: CompileOptions(marks: try MarkLayout(mask: 0xffff_0000, seenLabel: 3)))
+        let words = ruleset.ipv4.hooks.flatMap(\.rule) + ruleset.ipv4.chains.flatMap { $0.rules.flatMap { $0 } }
+        let labels = Set(zip(words, words.dropFirst()).filter { $0.0 == "--label" }.map(\.1))
+        #expect(labels == ["3"])
     }
 
     @Test("every isolated pod's number leads down the tree to its own group chain", arguments: [1, 2, 3, 17, 100, 254])
