@@ -206,6 +206,95 @@ struct PacketWalker {
     }
 }
 
+/// What `cost` and `place` are asked about: a cluster, a node, a mark layout and one TCP
+/// connection between two of its pods.
+struct ConnectionQuery {
+    let snapshot: ClusterSnapshot
+    let node: String
+    let marks: MarkLayout
+    let sourceKey: String
+    let destinationKey: String
+    let source: IPAddress
+    let destination: IPAddress
+    let port: Int
+    /// The command's own options, by name without the dashes.
+    let extra: [String: String]
+
+    /// Reads `--from PATH... --node NODE --source NS/NAME --destination NS/NAME [--port N]
+    /// [--mark-mask HEX]` plus the options in `extra`; on an error prints it (with `usage`) and
+    /// returns the exit code.
+    static func parse(_ arguments: [String], command: String, usage: String, extra names: Set<String> = []) -> Result<ConnectionQuery, ExitCode> {
+        var paths: [String] = []
+        var values: [String: String] = [:]
+        var rest = arguments[...]
+        while let argument = rest.popFirst() {
+            guard let value = rest.popFirst() else {
+                printErr("picket-bench \(command): \(argument) needs a value\n\n\(usage)")
+                return .failure(ExitCode(64))
+            }
+            let name = String(argument.dropFirst(2))
+            switch argument {
+            case "--from": paths.append(value)
+            case "--node", "--source", "--destination", "--port", "--mark-mask": values[name] = value
+            default:
+                guard argument.hasPrefix("--"), names.contains(name) else {
+                    printErr("picket-bench \(command): unknown argument \(argument)\n\n\(usage)")
+                    return .failure(ExitCode(64))
+                }
+                values[name] = value
+            }
+        }
+        let port = Int(values["port"] ?? "80") ?? -1
+        guard let node = values["node"], let sourceKey = values["source"], let destinationKey = values["destination"],
+              !paths.isEmpty, (1...65535).contains(port)
+        else {
+            printErr(usage)
+            return .failure(ExitCode(64))
+        }
+        let maskText = values["mark-mask"].map { $0.hasPrefix("0x") ? String($0.dropFirst(2)) : $0 }
+        let marks: MarkLayout
+        do { marks = try MarkLayout(mask: maskText.map { UInt32($0, radix: 16) ?? 0 } ?? MarkLayout.defaultMask) } catch {
+            printErr("picket-bench \(command): \(error)")
+            return .failure(ExitCode(64))
+        }
+        let snapshot = ManifestLoader.load(paths).snapshot
+        func pod(_ key: String) -> Pod? { snapshot.pods.first { "\($0.key)" == key } }
+        guard let source = pod(sourceKey)?.ips.first, let destination = pod(destinationKey)?.ips.first else {
+            printErr("picket-bench \(command): \(sourceKey) or \(destinationKey) is not a pod with an address")
+            return .failure(ExitCode(2))
+        }
+        return .success(ConnectionQuery(
+            snapshot: snapshot, node: node, marks: marks, sourceKey: sourceKey, destinationKey: destinationKey,
+            source: source, destination: destination, port: port, extra: values.filter { names.contains($0.key) }))
+    }
+
+    /// The ruleset of `snapshot` (by default the query's) for the node.
+    func compiled(_ snapshot: ClusterSnapshot? = nil) -> Ruleset {
+        compile(snapshot ?? self.snapshot, node: node, options: CompileOptions(marks: marks))
+    }
+
+    /// The connection's walk through `ruleset`.
+    func walker(_ ruleset: Ruleset) -> PacketWalker {
+        PacketWalker(ruleset, source: source, destination: destination, port: port)
+    }
+
+    /// The longest dispatch-tree walk of any group of `ruleset`.
+    static func deepestWalk(_ ruleset: Ruleset) -> Int {
+        let trees = DispatchWalker(ruleset)
+        var deepest = 0
+        for d in ruleset.dispatch {
+            for group in d.groups { deepest = max(deepest, trees.walk(d.direction, .v4, number: group.number).rules) }
+        }
+        return deepest
+    }
+}
+
+/// A process exit status.
+struct ExitCode: Error {
+    let value: Int32
+    init(_ value: Int32) { self.value = value }
+}
+
 /// `picket-bench cost --from PATH... --node NODE --source NS/NAME --destination NS/NAME [--port N] [--mark-mask HEX]`.
 enum CostCommand {
     static let usage = """
@@ -219,58 +308,18 @@ enum CostCommand {
         """
 
     static func run(_ arguments: [String]) -> Int32 {
-        var paths: [String] = []
-        var node: String?
-        var sourceKey: String?
-        var destinationKey: String?
-        var port = 80
-        var mask = MarkLayout.defaultMask
-        var rest = arguments[...]
-        while let argument = rest.popFirst() {
-            guard let value = rest.popFirst() else {
-                printErr("picket-bench cost: \(argument) needs a value\n\n\(usage)")
-                return 64
-            }
-            switch argument {
-            case "--from": paths.append(value)
-            case "--node": node = value
-            case "--source": sourceKey = value
-            case "--destination": destinationKey = value
-            case "--port": port = Int(value) ?? -1
-            case "--mark-mask": mask = UInt32(value.hasPrefix("0x") ? String(value.dropFirst(2)) : value, radix: 16) ?? 0
-            default:
-                printErr("picket-bench cost: unknown argument \(argument)\n\n\(usage)")
-                return 64
-            }
+        let query: ConnectionQuery
+        switch ConnectionQuery.parse(arguments, command: "cost", usage: usage) {
+        case .success(let parsed): query = parsed
+        case .failure(let code): return code.value
         }
-        guard let node, let sourceKey, let destinationKey, !paths.isEmpty, (1...65535).contains(port) else {
-            printErr(usage)
-            return 64
-        }
-        let marks: MarkLayout
-        do { marks = try MarkLayout(mask: mask) } catch {
-            printErr("picket-bench cost: \(error)")
-            return 64
-        }
-        let manifests = ManifestLoader.load(paths)
-        let snapshot = manifests.snapshot
-        func pod(_ key: String) -> Pod? { snapshot.pods.first { "\($0.key)" == key } }
-        guard let source = pod(sourceKey)?.ips.first, let destination = pod(destinationKey)?.ips.first else {
-            printErr("picket-bench cost: \(sourceKey) or \(destinationKey) is not a pod with an address")
-            return 2
-        }
-        let ruleset = compile(snapshot, node: node, options: CompileOptions(marks: marks))
+        let ruleset = query.compiled()
         for warning in ruleset.warnings { printErr("picket-bench cost: warning: \(warning)") }
-        let walker = PacketWalker(ruleset, source: source, destination: destination, port: port)
+        let walker = query.walker(ruleset)
         let groups = ruleset.dispatch.map { "\($0.groups.count) \($0.direction.field)" }.joined(separator: ", ")
-        let trees = DispatchWalker(ruleset)
-        var deepest = 0
-        for d in ruleset.dispatch {
-            for group in d.groups { deepest = max(deepest, trees.walk(d.direction, .v4, number: group.number).rules) }
-        }
-        print("groups on \(node): \(groups); mark mask \(marks)")
-        print("new connection \(sourceKey) -> \(destinationKey) TCP/\(port): \(walker.newConnection())")
-        print("deepest dispatch-tree walk of any group on the node: \(deepest) rules")
+        print("groups on \(query.node): \(groups); mark mask \(query.marks)")
+        print("new connection \(query.sourceKey) -> \(query.destinationKey) TCP/\(query.port): \(walker.newConnection())")
+        print("deepest dispatch-tree walk of any group on the node: \(ConnectionQuery.deepestWalk(ruleset)) rules")
         print("established packet: \(walker.established())")
         return 0
     }
@@ -294,67 +343,35 @@ enum PlaceCommand {
         """
 
     static func run(_ arguments: [String]) -> Int32 {
-        var paths: [String] = []
-        var values: [String: String] = [:]
-        var rest = arguments[...]
-        while let argument = rest.popFirst() {
-            guard let value = rest.popFirst() else {
-                printErr("picket-bench place: \(argument) needs a value\n\n\(usage)")
-                return 64
-            }
-            switch argument {
-            case "--from": paths.append(value)
-            case "--node", "--source", "--destination", "--policy", "--candidates", "--port", "--mark-mask":
-                values[String(argument.dropFirst(2))] = value
-            default:
-                printErr("picket-bench place: unknown argument \(argument)\n\n\(usage)")
-                return 64
-            }
+        let query: ConnectionQuery
+        switch ConnectionQuery.parse(arguments, command: "place", usage: usage, extra: ["policy", "candidates"]) {
+        case .success(let parsed): query = parsed
+        case .failure(let code): return code.value
         }
-        let port = Int(values["port"] ?? "80") ?? -1
-        let candidates = Int(values["candidates"] ?? "48") ?? 0
-        let maskText = values["mark-mask"].map { $0.hasPrefix("0x") ? String($0.dropFirst(2)) : $0 }
-        guard let node = values["node"], let sourceKey = values["source"], let destinationKey = values["destination"],
-              let policyKey = values["policy"], !paths.isEmpty, (1...65535).contains(port), (1...1000).contains(candidates)
-        else {
+        let candidates = Int(query.extra["candidates"] ?? "48") ?? 0
+        guard let policyKey = query.extra["policy"], (1...1000).contains(candidates) else {
             printErr(usage)
             return 64
         }
-        let marks: MarkLayout
-        do { marks = try MarkLayout(mask: maskText.flatMap { UInt32($0, radix: 16) } ?? MarkLayout.defaultMask) } catch {
-            printErr("picket-bench place: \(error)")
-            return 64
-        }
-        let snapshot = ManifestLoader.load(paths).snapshot
-        func pod(_ key: String) -> Pod? { snapshot.pods.first { "\($0.key)" == key } }
-        guard let source = pod(sourceKey)?.ips.first, let destination = pod(destinationKey)?.ips.first else {
-            printErr("picket-bench place: \(sourceKey) or \(destinationKey) is not a pod with an address")
-            return 2
-        }
+        let snapshot = query.snapshot
         guard let index = snapshot.policies.firstIndex(where: { "\($0.key)" == policyKey }) else {
             printErr("picket-bench place: no policy \(policyKey) in the manifests")
             return 2
         }
         let base = snapshot.policies[index].key
+        let namespaces = snapshot.namespaces.values.sorted { $0.name < $1.name }
         var best: (name: String, tree: Int, deepest: Int)?
         for k in 0..<candidates {
             let name = k == 0 ? base.name : "\(base.name)-\(k)"
             var policies = snapshot.policies
             policies[index].key = ObjectKey(namespace: base.namespace, name: name)
-            let renamed = ClusterSnapshot(
-                namespaces: snapshot.namespaces.values.sorted { $0.name < $1.name }, pods: snapshot.pods, policies: policies)
-            let ruleset = compile(renamed, node: node, options: CompileOptions(marks: marks))
-            let cost = PacketWalker(ruleset, source: source, destination: destination, port: port).newConnection()
+            let ruleset = query.compiled(ClusterSnapshot(namespaces: namespaces, pods: snapshot.pods, policies: policies))
+            let cost = query.walker(ruleset).newConnection()
             guard cost.admitted else {
                 printErr("picket-bench place: under \(name) the connection is dropped; the manifests must admit it")
                 return 2
             }
-            let trees = DispatchWalker(ruleset)
-            var deepest = 0
-            for d in ruleset.dispatch {
-                for group in d.groups { deepest = max(deepest, trees.walk(d.direction, .v4, number: group.number).rules) }
-            }
-            if best == nil || cost.treeRules > best!.tree { best = (name, cost.treeRules, deepest) }
+            if best == nil || cost.treeRules > best!.tree { best = (name, cost.treeRules, ConnectionQuery.deepestWalk(ruleset)) }
         }
         guard let best else { return 2 }
         print("deepest place found over \(candidates) names of \(policyKey): \(best.tree) dispatch-tree rules (deepest of any group: \(best.deepest))")

@@ -243,9 +243,9 @@ private struct RulesetBuilder {
         let setSeen = ["-m", "connlabel", "--label", label, "--set"]
         // An established flow that gets here is flagged for re-check, or from before the seen
         // label; it goes to its own chain and, whatever happens there, leaves the tagging chain
-        // from it. A new connection's packet is not established: one test, the label, and on.
+        // from it. A new connection's packet is not established: one test, then the label.
         func established(_ recheckChain: String) -> [[String]] {
-            [["-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-g", recheckChain], setSeen]
+            [["-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-g", recheckChain]]
         }
         // An established flow without the re-check bit (a flow from before Picket, or before the
         // seen label) was judged when it was new, and is not judged again: it gets the label.
@@ -287,11 +287,11 @@ private struct RulesetBuilder {
         let inputTags = clear + (mapping.contains(.egress) ? [map(.egress)] : [])
         let markForward = Chain(
             name: Names.markForwardChain, kind: .mark,
-            rules: established(Names.markForwardRecheckChain) + discovery + forwardTags + judgeForward,
+            rules: established(Names.markForwardRecheckChain) + [setSeen] + discovery + forwardTags + judgeForward,
             calls: [Names.markForwardRecheckChain, Names.forwardChain])
         let markInput = Chain(
             name: Names.markInputChain, kind: .mark,
-            rules: established(Names.markInputRecheckChain) + discovery + inputTags + judgeInput,
+            rules: established(Names.markInputRecheckChain) + [setSeen] + discovery + inputTags + judgeInput,
             calls: [Names.markInputRecheckChain, Names.inputChain])
         let recheckForward = Chain(
             name: Names.markForwardRecheckChain, kind: .mark,

@@ -37,6 +37,8 @@ public struct MarkLayout: Hashable, Sendable, CustomStringConvertible {
     /// The default seen label: the highest of the kernel's 128 conntrack label bits, where
     /// users that number labels from 0 are least likely to reach.
     public static let defaultSeenLabel = 127
+    /// The kernel's conntrack label bits.
+    public static let labelBits = 0...127
 
     /// Every bit Picket may change.
     public let mask: UInt32
@@ -61,8 +63,8 @@ public struct MarkLayout: Hashable, Sendable, CustomStringConvertible {
         guard bits.count >= 4 else {
             throw InvalidMask(description: "mark mask 0x\(String(mask, radix: 16)) has \(bits.count) bits; Picket needs at least 4 (2 per direction)")
         }
-        guard (0...127).contains(seenLabel) else {
-            throw InvalidMask(description: "conntrack label bit \(seenLabel) is not one of the kernel's 0...127")
+        guard MarkLayout.labelBits.contains(seenLabel) else {
+            throw InvalidMask(description: "conntrack label bit \(seenLabel) is not one of the kernel's \(MarkLayout.labelBits)")
         }
         self.seenLabel = seenLabel
         let half = bits.count / 2

@@ -256,7 +256,7 @@ public enum RuleIdentity {
         }
         func hex(_ value: UInt64) -> String { "0x" + String(value, radix: 16) }
         return words.map { written in
-            let quoted = written.count > 2 && written.first == "\"" && written.last == "\""
+            let quoted = written.utf8.count > 2 && written.utf8.first == UInt8(ascii: "\"") && written.utf8.last == UInt8(ascii: "\"")
             let word = quoted ? String(written.dropFirst().dropLast()) : written
             let parts = word.split(separator: "/", omittingEmptySubsequences: false)
             let values = parts.compactMap(number)

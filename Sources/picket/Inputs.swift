@@ -128,10 +128,17 @@ struct MarkOptions: ParsableArguments {
         guard !digits.isEmpty, let mask = UInt32(digits, radix: 16) else {
             throw ValidationError("--mark-mask: '\(markMask)' is not a 32-bit hexadecimal number")
         }
+        // Each option's own error, whichever is wrong: the mask alone, then the label with it.
+        let layout: MarkLayout
         do {
-            return try MarkLayout(mask: mask, seenLabel: conntrackLabel)
+            layout = try MarkLayout(mask: mask)
         } catch {
-            throw ValidationError((0...127).contains(conntrackLabel) ? "--mark-mask: \(error)" : "--conntrack-label: \(error)")
+            throw ValidationError("--mark-mask: \(error)")
+        }
+        do {
+            return try MarkLayout(mask: layout.mask, seenLabel: conntrackLabel)
+        } catch {
+            throw ValidationError("--conntrack-label: \(error)")
         }
     }
 
