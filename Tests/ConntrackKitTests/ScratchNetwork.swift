@@ -170,7 +170,10 @@ final class ScratchNetwork {
             counts = Dictionary(uniqueKeysWithValues: Self.expectedCounts.keys.map { address in
                 (address, entries.filter { $0.involves(address) }.count)
             })
-            if counts == Self.expectedCounts { return }
+            // Every TCP flow closed on both sides too (TIME_WAIT or CLOSE): a closing handshake
+            // still under way would send a last ACK after a test deleted the entry, and that
+            // packet would make a new one.
+            if counts == Self.expectedCounts && entries.allSatisfy(\.settled) { return }
             usleep(50_000)
         }
         throw ScaffoldError(description: "conntrack entries in \(server): \(counts.sorted { $0.key < $1.key }), "
@@ -197,6 +200,9 @@ struct ConntrackEntry: Hashable, CustomStringConvertible {
     let addresses: Set<String>
     /// The entry's conntrack mark.
     let mark: UInt32
+    /// Whether no more packets of the flow are to come: any UDP entry, a TCP one in TIME_WAIT
+    /// or CLOSE.
+    let settled: Bool
 
     /// Parses a line such as `udp 17 599 src=10.99.0.1 dst=10.99.0.2 sport=40000 dport=7001
     /// [UNREPLIED] src=10.99.0.2 dst=10.99.0.1 sport=7001 dport=40000 mark=0 use=1`.
@@ -216,6 +222,8 @@ struct ConntrackEntry: Hashable, CustomStringConvertible {
         self.addresses = addresses
         let markWord = words.first { $0.hasPrefix("mark=") }?.dropFirst(5)
         mark = markWord.flatMap { UInt32($0) } ?? 0
+        // `tcp 6 119 TIME_WAIT src=...`: the state is the fourth word.
+        settled = words.first != "tcp" || (words.count > 3 && ["TIME_WAIT", "CLOSE"].contains(words[3]))
     }
 
     /// Whether `address` is a source or destination of either tuple.
