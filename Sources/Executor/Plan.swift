@@ -217,7 +217,7 @@ public struct Plan: Sendable {
             let baseChanged = TableName.allCases.map { NodeState.TableKey(family, $0) }.contains { key in
                 (desired.tables[key]?.chains ?? [:]).contains { name, chain in
                     switch chain.kind {
-                    case .base?, .mark?: return current.tables[key]?.chains[name] != chain
+                    case .mark?: return current.tables[key]?.chains[name] != chain
                     default: return false
                     }
                 }

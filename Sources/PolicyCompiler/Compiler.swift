@@ -7,18 +7,18 @@
 //   mangle FORWARD -> PICKET-MARK-FORWARD (the first rule of the chain, bare: it jumps unless
 //     the flow's conntrack entry carries the seen label, so an established packet of a judged
 //     flow passes with one match and no jump; a packet without an entry always jumps); a new
-//     connection's packet gets the seen label, clears Picket's mark bits, is tagged with its
-//     source pod's egress group number and its destination pod's ingress group number (one
-//     dispatch-set lookup per direction), and, carrying a number, is judged: -> PICKET-FORWARD
-//     (an established flow flagged for re-check goes to PICKET-MARK-FORWARD-RECHECK instead,
+//     connection's packet gets the seen label, clears Picket's mark bits (one rule), is tagged
+//     with its source pod's egress group number and its destination pod's ingress group number
+//     (one dispatch-set lookup per direction), and is judged: an egress number -> PICKET-EGRESS,
+//     then an ingress number -> PICKET-INGRESS (a direction no number can be in is not tested;
+//     an established flow flagged for re-check goes to PICKET-MARK-FORWARD-RECHECK instead,
 //     which tags and judges its next packet in the original direction the same way)
-//   mangle INPUT -> PICKET-MARK-INPUT alike, egress only -> PICKET-INPUT
-//   PICKET-FORWARD: egress number -> PICKET-EGRESS; ingress number -> PICKET-INGRESS
-//   PICKET-EGRESS / PICKET-INGRESS: a crit-bit tree of `-m mark` chains down to the group chain
-//   (one group = local pods selected by exactly the same policies). A group chain calls each of
-//   its policies' chains; a policy rule admits the packet by clearing its direction's number;
-//   the group chain RETURNs once it is clear (back to PICKET-FORWARD, which then evaluates the
-//   other direction) and DROPs when no policy admitted it.
+//   mangle INPUT -> PICKET-MARK-INPUT alike, egress only
+//   PICKET-EGRESS / PICKET-INGRESS: a crit-chunk tree of `-m mark` chains down to the group
+//   chain (one group = local pods selected by exactly the same policies). A group chain calls
+//   each of its policies' chains; a policy rule admits the packet by clearing its direction's
+//   number; the group chain RETURNs once it is clear (back to the tagging chain, which then
+//   evaluates the other direction) and DROPs when no policy admitted it.
 //
 // So a packet is never ACCEPTed on the first match: on the same node, bridged traffic crosses
 // FORWARD once and meets the source's egress and the destination's ingress in that one pass.
@@ -217,10 +217,9 @@ private struct RulesetBuilder {
 
     /// The base chains and the hooks into them (the static table of hooks), all in mangle: the
     /// chains that tag a packet with its pods' group numbers (one dispatch-set lookup for each
-    /// direction in `mapping`) and then judge it there, through PICKET-FORWARD and
-    /// PICKET-INPUT, which send a tagged packet down its direction's dispatch tree. Judging in
-    /// mangle, where the tagging must be (`--map-set` is refused elsewhere), spares every
-    /// packet a hook in filter.
+    /// direction in `mapping`) and then judge it there, by a jump into each direction's dispatch
+    /// tree that the packet carries a number of. Judging in mangle, where the tagging must be
+    /// (`--map-set` is refused elsewhere), spares every packet a hook in filter.
     ///
     /// A new connection's packet meets only what a new connection needs; the tests that only
     /// established flows need (the re-check flag, the direction of a reply) sit in a chain of
@@ -261,12 +260,14 @@ private struct RulesetBuilder {
         let discovery: [[String]] = family == .v6
             ? ["133", "134", "135", "136"].map { ["-p", "ipv6-icmp", "-m", "icmp6", "--icmpv6-type", $0, "-j", "RETURN"] }
             : []
-        let clear = [["-j", "MARK", "--set-xmark", Self.hex(0, fields)]]
+        // Clears Picket's bits of the mark before the lookups, so no bit another component set
+        // can pass for a number.
+        let clear = ["-j", "MARK", "--set-xmark", Self.hex(0, fields)]
         func map(_ direction: Direction) -> [String] {
             ["-j", "SET", "--map-set", Names.dispatchSet(direction, family), direction == .ingress ? "dst" : "src", "--map-mark"]
         }
         // Not a known pod of this node yet: the direction's fail-closed number, which no tree leaf
-        // holds, so PICKET-FORWARD sends the packet down the tree to DROP.
+        // holds, so the judging sends the packet down the tree to DROP.
         let unknown: [[String]] = blockingUnknown
             ? [Direction.egress, .ingress].map { direction in
                 let field = marks.field(direction)
@@ -276,36 +277,44 @@ private struct RulesetBuilder {
                     + ["-j", "MARK", "--set-xmark", Self.hex(MarkLayout.deposit(marks.overflow(direction), into: field), field)]
             }
             : []
-        // Judged when tagged: a packet no policy governs (no number) leaves untouched.
-        let judgeForward = [["-m", "mark", "!", "--mark", Self.hex(0, fields), "-j", Names.forwardChain]]
-        let judgeInput = [["-m", "mark", "!", "--mark", Self.hex(0, marks.egress), "-j", Names.inputChain]]
+        // Judged when tagged: egress first, then ingress, each a jump into its direction's
+        // dispatch tree when the packet carries a number of it (a packet no policy governs leaves
+        // untouched). A direction that can carry no number here (no pod isolated in it, no unknown
+        // pod failing closed) is not tested.
+        func judge(_ directions: [Direction]) -> [[String]] {
+            directions.map { ["-m", "mark", "!", "--mark", Self.hex(0, marks.field($0)), "-j", Names.treeRoot($0)] }
+        }
+        let judgedForward = [Direction.egress, .ingress].filter { mapping.contains($0) || blockingUnknown }
+        let judgedInput = mapping.contains(.egress) ? [Direction.egress] : []
         // A re-checked flow that came back from judging was admitted in every direction that
         // applied, or is governed by no policy any more: either way it stops being re-checked,
         // and its packets pass the hooks again.
         let stopRechecking = [setSeen + ["-j", "CONNMARK", "--set-xmark", Self.hex(0, recheck)]]
-        let forwardTags = clear + [Direction.egress, .ingress].filter(mapping.contains).map(map) + unknown
-        let inputTags = clear + (mapping.contains(.egress) ? [map(.egress)] : [])
+        // The lookups (after the clear) and the judging of each chain.
+        let forwardTags = [Direction.egress, .ingress].filter(mapping.contains).map(map) + unknown + judge(judgedForward)
+        let inputTags = (mapping.contains(.egress) ? [map(.egress)] : []) + judge(judgedInput)
+        // A new connection's packet gets the seen label in the rule that clears the mark (one
+        // rule fewer on its path); with nothing to judge, the mark is not read and not cleared.
+        func newConnection(_ tags: [[String]], _ judged: [Direction]) -> [[String]] {
+            judged.isEmpty ? [setSeen] : discovery + [setSeen + clear] + tags
+        }
+        func rejudge(_ tags: [[String]], _ judged: [Direction]) -> [[String]] {
+            (judged.isEmpty ? [] : [clear] + tags) + stopRechecking
+        }
         let markForward = Chain(
             name: Names.markForwardChain, kind: .mark,
-            rules: established(Names.markForwardRecheckChain) + [setSeen] + discovery + forwardTags + judgeForward,
-            calls: [Names.markForwardRecheckChain, Names.forwardChain])
+            rules: established(Names.markForwardRecheckChain) + newConnection(forwardTags, judgedForward),
+            calls: [Names.markForwardRecheckChain] + judgedForward.map(Names.treeRoot))
         let markInput = Chain(
             name: Names.markInputChain, kind: .mark,
-            rules: established(Names.markInputRecheckChain) + [setSeen] + discovery + inputTags + judgeInput,
-            calls: [Names.markInputRecheckChain, Names.inputChain])
+            rules: established(Names.markInputRecheckChain) + newConnection(inputTags, judgedInput),
+            calls: [Names.markInputRecheckChain] + judgedInput.map(Names.treeRoot))
         let recheckForward = Chain(
             name: Names.markForwardRecheckChain, kind: .mark,
-            rules: skipUnflagged + skipReplies + forwardTags + judgeForward + stopRechecking, calls: [Names.forwardChain])
+            rules: skipUnflagged + skipReplies + rejudge(forwardTags, judgedForward), calls: judgedForward.map(Names.treeRoot))
         let recheckInput = Chain(
             name: Names.markInputRecheckChain, kind: .mark,
-            rules: skipUnflagged + skipReplies + inputTags + judgeInput + stopRechecking, calls: [Names.inputChain])
-        let forward = Chain(name: Names.forwardChain, kind: .base, rules: [
-            ["-m", "mark", "!", "--mark", Self.hex(0, marks.egress), "-j", Names.egressChain],
-            ["-m", "mark", "!", "--mark", Self.hex(0, marks.ingress), "-j", Names.ingressChain],
-        ], calls: [Names.egressChain, Names.ingressChain])
-        let input = Chain(name: Names.inputChain, kind: .base, rules: [
-            ["-j", Names.egressChain],
-        ], calls: [Names.egressChain])
+            rules: skipUnflagged + skipReplies + rejudge(inputTags, judgedInput), calls: judgedInput.map(Names.treeRoot))
         // A packet of a flow not judged yet, or flagged for re-check, or without a conntrack entry,
         // jumps into its tagging chain; an established one of a flow judged passes the hook: one
         // rule, one xtables match (conntrack label), and nothing in filter.
@@ -313,7 +322,7 @@ private struct RulesetBuilder {
             Hook(table: .mangle, builtin: "FORWARD", target: Names.markForwardChain, comment: nil, matches: unseen),
             Hook(table: .mangle, builtin: "INPUT", target: Names.markInputChain, comment: nil, matches: unseen),
         ]
-        return ([markForward, markInput, recheckForward, recheckInput, forward, input], hooks)
+        return ([markForward, markInput, recheckForward, recheckInput], hooks)
     }
 
     /// A group chain: each policy with rules in turn, RETURN as soon as one admits, else DROP.

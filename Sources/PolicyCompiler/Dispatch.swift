@@ -3,10 +3,10 @@
 //
 // Each isolated local pod gets its group's number written into the packet mark, by one ipset
 // lookup per direction in mangle (a `hash:ip` set with `skbinfo`: member = pod address, its
-// `skbmark` = the group number deposited into that direction's mark bits). In filter, a binary
-// tree of native `-m mark` compares leads to the group chain: one chain per internal node of a
-// crit-bit tree over the numbers present, so a new connection walks about 1.5 rules per level,
-// log2(groups) levels. Number 0 means "not isolated" (no member, nothing written).
+// `skbmark` = the group number deposited into that direction's mark bits). Then a tree of native
+// `-m mark` compares leads to the group chain: one chain per internal node of a 4-way crit-chunk
+// tree over the numbers present, so a new connection walks at most four rules per level,
+// log4(groups) levels. Number 0 means "not isolated" (no member, nothing written).
 //
 // Numbers are stable: a fresh compile derives each group's number from a hash of its chain name
 // (probing past taken numbers), and the executor renumbers a compiled ruleset against what the
@@ -242,17 +242,18 @@ extension Array where Element == String {
 
 /// Bits a dispatch tree node branches on: 4-way nodes. nf_tables refuses a chain graph deeper
 /// than 16 levels from the base chain ("Too many links"); with 2 bits a level, a 16-bit field
-/// makes at most 8 tree levels, so FORWARD -> PICKET-FORWARD -> tree -> group -> policy stays
-/// within 12, and a node holds at most 4 compares and a DROP.
+/// makes at most 8 tree levels, so FORWARD -> tagging (-> re-check) -> tree -> group -> policy
+/// stays within 12, and a node holds at most 4 rules and a DROP.
 let treeStride = 2
 
 /// The chains of a dispatch tree over `leaves` (number -> group chain): the root (the
-/// direction's dispatch chain) first. Rules compare only mark bits (native matches); a number
+/// direction's dispatch chain) first. Rules compare only mark bits (native matches), but for a
+/// node's last child node, reached by a bare goto; a leaf compares the whole number, so a number
 /// the tree does not hold ends in DROP. Overflow numbers lead to DROP.
 func dispatchTree(_ direction: Direction, leaves: [Int: String], marks: MarkLayout) -> [Chain] {
     let field = marks.field(direction)
     let numbers = leaves.keys.sorted()
-    let root = direction == .ingress ? Names.ingressChain : Names.egressChain
+    let root = Names.treeRoot(direction)
     let failClosed = comment("isolated pod outside every group: fail closed") + ["-j", "DROP"]
     var chains: [Chain] = []
     func hex(_ value: UInt32) -> String { "0x" + String(value, radix: 16) }
@@ -301,7 +302,15 @@ func dispatchTree(_ direction: Direction, leaves: [Int: String], marks: MarkLayo
             }
             start = end
         }
-        rules.append(failClosed)
+        // The last child, when it is a node, needs no compare: every number that reaches it
+        // from here has its chunk (the others' compares failed), or no leaf below it, where an
+        // exact compare fails and the node's DROP follows. A leaf keeps its exact compare, so a
+        // number the tree does not hold never reaches a group chain, and then DROP.
+        if let last = children.last, rules.last?.last == last.0 {
+            rules[rules.count - 1] = ["-g", last.0]
+        } else {
+            rules.append(failClosed)
+        }
         chains.append(Chain(name: name, kind: .dispatchTree(direction), rules: rules, calls: calls))
         for (child, part) in children { node(child, part) }
     }
@@ -407,7 +416,7 @@ func orderedChains(_ chains: [Chain]) -> [Chain] {
 /// The fixed order of the base chains within their table.
 private let baseChainRank: [String: Int] = Dictionary(uniqueKeysWithValues: [
     Names.markForwardChain, Names.markInputChain, Names.markForwardRecheckChain, Names.markInputRecheckChain,
-    Names.forwardChain, Names.inputChain, Names.ingressChain, Names.egressChain,
+    Names.ingressChain, Names.egressChain,
 ].enumerated().map { ($1, $0) })
 
 /// Tables in transaction order (`TableName.allCases`).
@@ -435,7 +444,7 @@ public struct DispatchWalker {
     public func walk(_ direction: Direction, _ family: IPAddress.Family, number: Int) -> (chain: String?, rules: Int) {
         guard let chains = chains[family] else { return (nil, 0) }
         let mark = MarkLayout.deposit(number, into: marks.field(direction))
-        var chain = direction == .ingress ? Names.ingressChain : Names.egressChain
+        var chain = Names.treeRoot(direction)
         var walked = 0
         // A tree is at most 32 levels deep: bound the walk.
         for _ in 0..<64 {

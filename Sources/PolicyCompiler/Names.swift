@@ -17,14 +17,15 @@ public enum Names {
     /// Every set Picket owns starts with this.
     public static let setPrefix = "picket-"
 
-    /// Entered from FORWARD: pod-to-pod and pod-to-outside traffic, bridged or routed.
-    public static let forwardChain = "PICKET-FORWARD"
-    /// Entered from INPUT: traffic from local pods to the node itself (egress only).
-    public static let inputChain = "PICKET-INPUT"
     /// The root of the tree that dispatches a packet from a local egress-isolated pod to its group chain.
     public static let egressChain = "PICKET-EGRESS"
     /// The root of the tree that dispatches a packet to a local ingress-isolated pod to its group chain.
     public static let ingressChain = "PICKET-INGRESS"
+    /// The root of `direction`'s dispatch tree, where the tagging chains judge a packet that
+    /// carries a number of that direction.
+    public static func treeRoot(_ direction: Direction) -> String {
+        direction == .ingress ? ingressChain : egressChain
+    }
     /// The chain of a group: local pods selected by exactly the same policies in a direction.
     public static func groupChain(_ direction: Direction, policies: [ObjectKey]) -> String {
         chainPrefix + (direction == .ingress ? "GRI-" : "GRE-") + hash(groupIdentity(direction, policies))

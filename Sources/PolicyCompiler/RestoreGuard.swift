@@ -39,7 +39,7 @@ public struct RestoreGuard: Sendable {
         public var table: String
         /// The built-in chain, e.g. `FORWARD`.
         public var builtin: String
-        /// Picket's chain it jumps to, e.g. `PICKET-FORWARD`.
+        /// Picket's chain it jumps to, e.g. `PICKET-MARK-FORWARD`.
         public var target: String
 
         /// Creates a hook entry.

@@ -252,9 +252,7 @@ public struct Chain: Hashable, Sendable {
 
     /// The parts of the layout.
     public enum Kind: Hashable, Sendable {
-        /// PICKET-FORWARD and PICKET-INPUT: every tagged packet passes them.
-        case base
-        /// The mangle chains tagging a new connection with its pods' group numbers.
+        /// The mangle chains tagging a new connection with its pods' group numbers and judging it.
         case mark
         /// A node of a direction's dispatch tree (the root is the direction's dispatch chain).
         case dispatchTree(Direction)

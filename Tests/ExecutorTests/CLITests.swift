@@ -93,7 +93,7 @@ struct CLITests {
             #expect(first.status == 0, "\(first)")
             let lines = first.stdout.split(separator: "\n").map(String.init)
             #expect(lines.filter { $0.hasPrefix("set created: ") }.count == ruleset.sets.count, "\(first)")
-            #expect(lines.contains("chain written: ipv4 PICKET-FORWARD"), "\(first)")
+            #expect(lines.contains("chain written: ipv4 PICKET-MARK-FORWARD"), "\(first)")
             #expect(lines.contains("hooks inserted: ipv4 mangle FORWARD, INPUT"), "\(first)")
             try expectKernelHolds(ruleset, in: namespace)
 
@@ -125,7 +125,7 @@ struct CLITests {
             let result = try picket(namespace, "apply", "--node", "node-a", "--from", directory.path)
             #expect(result.status == 2, "\(result)")
             #expect(result.stderr.contains("bad.yaml: NetworkPolicy shop/api-bad-port: spec.ingress[0].ports[0].port: 70000"), "\(result)")
-            #expect(result.stdout.contains("chain written: ipv4 PICKET-FORWARD"), "\(result)")
+            #expect(result.stdout.contains("chain written: ipv4 PICKET-MARK-FORWARD"), "\(result)")
             try expectKernelHolds(ruleset, in: namespace)
             // api is isolated for ingress by the invalid policy and admits nothing.
             #expect(try namespace.picketSets()[Names.dispatchSet(.ingress, .v4)]?.members.map { String($0.split(separator: " ")[0]) }.sorted() == ["10.244.1.2", "10.244.1.3"])

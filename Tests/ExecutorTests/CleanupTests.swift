@@ -123,7 +123,7 @@ struct CleanupTests {
             let (executor, _) = countingExecutor()
             try namespace.inside { try executor.apply(ruleset) }
             try namespace.run("iptables", "-t", "mangle", "-N", "USER-CHAIN")
-            try namespace.run("iptables", "-t", "mangle", "-A", "USER-CHAIN", "-j", Names.forwardChain)
+            try namespace.run("iptables", "-t", "mangle", "-A", "USER-CHAIN", "-j", Names.ingressChain)
             let before = try namespace.saveBoth() + namespace.setSave()
 
             let outcome = try namespace.inside { Result { () throws(ApplyError) in try executor.cleanup() } }
@@ -133,7 +133,7 @@ struct CleanupTests {
             }
             print("ExecutorTests.foreignReferenceBlocksCleanup: \(error)")
             #expect(error.step == "iptables-restore")
-            #expect(error.description.contains(Names.forwardChain), "\(error)")
+            #expect(error.description.contains(Names.ingressChain), "\(error)")
             #expect(try namespace.saveBoth() + namespace.setSave() == before, "nothing was removed")
 
             try namespace.run("iptables", "-t", "mangle", "-F", "USER-CHAIN")

@@ -55,16 +55,16 @@ struct Tamper: CustomTestStringConvertible, Sendable {
             name: "(e4) a rule of Picket's copied into another of its chains",
             command: { ruleset in
                 let group = ruleset.ipv4.chains.first { if case .group = $0.kind { true } else { false } }!
-                return ["iptables", "-t", "mangle", "-A", Names.forwardChain] + group.stampedRules[0]
+                return ["iptables", "-t", "mangle", "-A", Names.markForwardChain] + group.stampedRules[0]
             },
-            report: { _ in ["chain written: ipv4 PICKET-FORWARD"] }),
+            report: { _ in ["chain written: ipv4 PICKET-MARK-FORWARD"] }),
         Tamper(
-            name: "(f) an ACCEPT-all rule inserted first in PICKET-FORWARD",
-            command: { _ in ["iptables", "-t", "mangle", "-I", "PICKET-FORWARD", "1", "-j", "ACCEPT"] },
-            report: { _ in ["chain written: ipv4 PICKET-FORWARD"] }),
+            name: "(f) an ACCEPT-all rule inserted first in PICKET-MARK-FORWARD",
+            command: { _ in ["iptables", "-t", "mangle", "-I", "PICKET-MARK-FORWARD", "1", "-j", "ACCEPT"] },
+            report: { _ in ["chain written: ipv4 PICKET-MARK-FORWARD"] }),
         Tamper(
             name: "(g) a stray jump into Picket's chain from OUTPUT",
-            command: { _ in ["iptables", "-t", "mangle", "-A", "OUTPUT", "-j", "PICKET-INPUT"] },
+            command: { _ in ["iptables", "-t", "mangle", "-A", "OUTPUT", "-j", "PICKET-MARK-INPUT"] },
             report: { _ in ["hooks inserted: ipv4 mangle FORWARD, INPUT"] }),
         Tamper(
             name: "(g2) the judging layout of an earlier version in filter: a chain of Picket's and its jump",

@@ -39,9 +39,9 @@ final class MemoryKernel: KernelAccess, @unchecked Sendable {
 func tamperedRulesets() -> [(String, Ruleset, String)] {
     let base = Shop().ruleset
     var foreignChain = base
-    foreignChain.ipv4.chains.append(Chain(name: "FORWARD", kind: .base, rules: [["-j", "ACCEPT"]]))
+    foreignChain.ipv4.chains.append(Chain(name: "FORWARD", kind: .mark, rules: [["-j", "ACCEPT"]]))
     var foreignHook = base
-    foreignHook.ipv4.hooks.append(Hook(builtin: "OUTPUT", target: Names.forwardChain, comment: "picket"))
+    foreignHook.ipv4.hooks.append(Hook(builtin: "OUTPUT", target: Names.ingressChain, comment: "picket"))
     var hookToAccept = base
     hookToAccept.ipv4.hooks.append(Hook(builtin: "INPUT", target: "ACCEPT", comment: "picket"))
     var foreignSet = base

@@ -77,7 +77,7 @@ func makePolicy(_ namespace: String, _ name: String, _ tweak: (inout NetworkPoli
         let onB = compile(snapshot, node: "node-b")
         #expect(onA.ipv4.chains.map(\.name) == [
             "PICKET-MARK-FORWARD", "PICKET-MARK-INPUT", "PICKET-MARK-FORWARD-RECHECK", "PICKET-MARK-INPUT-RECHECK",
-            "PICKET-FORWARD", "PICKET-INPUT", "PICKET-INGRESS", "PICKET-EGRESS",
+            "PICKET-INGRESS", "PICKET-EGRESS",
         ])
         #expect(onA.sets.isEmpty)
         #expect(onA.memberCount == 0)
@@ -100,9 +100,10 @@ func makePolicy(_ namespace: String, _ name: String, _ tweak: (inout NetworkPoli
                 #expect(rule.last != "ACCEPT", "\(chain.name): \(rule)")
             }
         }
-        let forward = table.chains.first { $0.name == Names.forwardChain }!
-        #expect(forward.rules.map { $0.last! } == [Names.egressChain, Names.ingressChain])
-        // Dispatch chains goto the group chain, so its RETURN resumes PICKET-FORWARD.
+        // The tagging chain judges egress, then ingress, by jumps into the dispatch trees.
+        let forward = table.chains.first { $0.name == Names.markForwardChain }!
+        #expect(forward.rules.suffix(2).map { $0.last! } == [Names.egressChain, Names.ingressChain])
+        // Dispatch chains goto the group chain, so its RETURN resumes the tagging chain.
         let egress = table.chains.first { $0.name == Names.egressChain }!
         #expect(egress.rules.contains { $0.contains("-g") })
     }
@@ -265,9 +266,10 @@ func makePolicy(_ namespace: String, _ name: String, _ tweak: (inout NetworkPoli
         // established flow goes to the re-check chain by goto at the first rule; a new one gets
         // the label and meets no other conntrack test on its way to judging.
         #expect(chain.rules.first == ["-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-g", Names.markForwardRecheckChain])
-        #expect(chain.rules.dropFirst().first == setSeen)
+        // The label is set in the rule that clears Picket's mark bits before the lookups.
+        #expect(chain.rules.dropFirst().first == setSeen + ["-j", "MARK", "--set-xmark", "0x0/0x" + String(marks.mask, radix: 16)])
         #expect(!chain.rules.dropFirst(2).contains { $0.contains("conntrack") || $0.contains("connmark") || $0.contains("connlabel") })
-        #expect(chain.rules.last?.suffix(2) == ["-j", Names.forwardChain])
+        #expect(chain.rules.last?.suffix(2) == ["-j", Names.ingressChain])
         let recheck = try #require(ruleset.ipv4.chains.first { $0.name == Names.markForwardRecheckChain })
         let flag = "0x0/0x" + String(marks.recheck, radix: 16)
         // Unflagged: judged when new, labelled now; flagged: judged at the next original-direction
@@ -276,7 +278,7 @@ func makePolicy(_ namespace: String, _ name: String, _ tweak: (inout NetworkPoli
         #expect(recheck.rules.dropFirst().first == ["-m", "conntrack", "--ctdir", "REPLY", "-j", "RETURN"])
         #expect(recheck.rules.last == setSeen + ["-j", "CONNMARK", "--set-xmark", flag])
         // Nothing on a new connection's way to its policy chain carries a comment (each would be
-        // an xtables match to evaluate): the tagging chains, PICKET-FORWARD, the trees, the jumps
+        // an xtables match to evaluate): the tagging chains, the trees, the jumps
         // into policy chains and the admitted tests are bare. Policy rules and DROPs keep their
         // identity comment, with the policy's name or the reason.
         for chain in ruleset.ipv4.chains {

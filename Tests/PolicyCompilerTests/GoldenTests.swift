@@ -87,7 +87,6 @@ import Testing
                 #expect(hooks.count == 1 && hooks[0].hasPrefix("-A \(builtin) -m connlabel ! --label ")
                     && hooks[0].hasSuffix(" -j PICKET-MARK-\(builtin)"), "\(hooks)")
             }
-            #expect(mangle.stdout.contains("-j PICKET-FORWARD\n"))
             // Every rule the kernel holds carries the identity it was compiled with, in order.
             let compiled = compile(fixture.load().snapshot, node: fixture.node, options: fixture.options)
             let table = tool == "iptables-restore" ? compiled.ipv4 : compiled.ipv6!
