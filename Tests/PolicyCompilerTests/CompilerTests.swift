@@ -270,6 +270,10 @@ func makePolicy(_ namespace: String, _ name: String, _ tweak: (inout NetworkPoli
         #expect(chain.rules.dropFirst().first == setSeen + ["-j", "MARK", "--set-xmark", "0x0/0x" + String(marks.mask, radix: 16)])
         #expect(!chain.rules.dropFirst(2).contains { $0.contains("conntrack") || $0.contains("connmark") || $0.contains("connlabel") })
         #expect(chain.rules.last?.suffix(2) == ["-j", Names.ingressChain])
+        // Only ingress is isolated on this node: the tagging chains look up and test ingress only.
+        #expect(!chain.rules.contains { $0.contains(Names.egressChain) || $0.contains(Names.dispatchSet(.egress, .v4)) })
+        let input = try #require(ruleset.ipv4.chains.first { $0.name == Names.markInputChain })
+        #expect(input.rules.count == 2 && input.rules.last == setSeen, "nothing to judge from pods to the node: \(input.rules)")
         let recheck = try #require(ruleset.ipv4.chains.first { $0.name == Names.markForwardRecheckChain })
         let flag = "0x0/0x" + String(marks.recheck, radix: 16)
         // Unflagged: judged when new, labelled now; flagged: judged at the next original-direction

@@ -119,6 +119,17 @@ func chainDepth(_ ruleset: Ruleset) -> Int {
         }
         #expect(deepest <= 7 * 5, "\(deepest)")
         #expect(chainDepth(ruleset) <= 15, "nf_tables refuses a chain graph deeper than 16 levels: \(chainDepth(ruleset))")
+        // A node's last child node is reached by a bare goto, and such a node has no DROP of its
+        // own; still, a number no pod carries ends in DROP (below, where a leaf's exact compare
+        // fails), never in some group.
+        let trees = ruleset.ipv4.chains.filter { if case .dispatchTree = $0.kind { true } else { false } }
+        let bare = trees.filter { $0.rules.last?.first == "-g" }
+        #expect(!bare.isEmpty && bare.allSatisfy { !$0.rules.contains { $0.last == "DROP" } })
+        #expect(trees.allSatisfy { $0.rules.dropLast().allSatisfy { $0.contains("--mark") } }, "only the last rule may be bare")
+        let used = Set(tags(ruleset, .ingress).values.map(\.number))
+        for number in 1...ruleset.marks.capacity(.ingress) where !used.contains(number) {
+            #expect(walker.walk(.ingress, .v4, number: number).chain == nil)
+        }
     }
 
     @Test("more groups than the mask numbers: a warning, and the extra groups' pods fail closed")
