@@ -47,7 +47,9 @@
 # netfilter's rule evaluation (nf_hook_slow, nft_*, the x_tables matches and targets Picket uses,
 # ip_set_*): the difference between hooked and unhooked is what Picket's rules take of the CPU
 # that serves the requests, which is the throughput they cost, measured in the same second as the
-# work itself and so free of the machine's speed changes. PROFILE=0 skips it (needs perf);
+# work itself and so free of the machine's speed changes. PROFILE_RUNS (4; even, 2 to 8) runs
+# per condition, in the order unhooked, hooked, hooked, unhooked repeated; the figure is the
+# difference of the medians. PROFILE=0 skips it (needs perf);
 # PERF_KEEP=DIR keeps each profile there (VARIANT-cC-CONDITION-N.data) for `perf report -i`.
 #
 # Everything lives in network namespaces named pkd-<pid>-*, a temp dir and one nginx process;
@@ -66,6 +68,7 @@ PAIRS=${PAIRS:-15}
 PAIR_DURATION=${PAIR_DURATION:-1}
 PLACE_CANDIDATES=${PLACE_CANDIDATES:-64}
 PROFILE=${PROFILE:-1}
+PROFILE_RUNS=${PROFILE_RUNS:-4}
 PERF_KEEP=${PERF_KEEP:-}
 PIN_CPU=${PIN_CPU:-$(( $(nproc) - 1 ))}
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -83,6 +86,7 @@ int_in "$PAIRS" 0 60 || die "PAIRS must be 0..60"
 int_in "$PLACE_CANDIDATES" 1 1000 || die "PLACE_CANDIDATES must be 1..1000"
 int_in "$PAIR_DURATION" 1 10 || die "PAIR_DURATION must be 1..10 (whole seconds: ab -t)"
 [[ $PROFILE == 0 || $PROFILE == 1 ]] || die "PROFILE must be 0 or 1"
+int_in "$PROFILE_RUNS" 2 8 && (( PROFILE_RUNS % 2 == 0 )) || die "PROFILE_RUNS must be even, 2 to 8"
 int_in "$PODS_PER_SERVICE" 1 20 || die "PODS_PER_SERVICE must be 1..20"
 set -f; conc_list=($CONCURRENCY); variant_list=($VARIANTS); set +f
 (( ${#conc_list[@]} >= 1 && ${#conc_list[@]} <= 4 )) || die "CONCURRENCY: 1 to 4 values"
@@ -422,15 +426,16 @@ netfilter_share() {
     perf report -i "$1" --no-children --sort symbol --stdio 2>/dev/null |
         awk -v re="$NETFILTER_SYMBOLS" '$1 ~ /%$/ && $2 == "[k]" && $3 ~ re { sum += $1 } END { printf "%.2f", sum }'
 }
-# profile VARIANT: hooked and unhooked, twice each, per concurrency; appended to PROFILES.
+# profile VARIANT: hooked and unhooked, PROFILE_RUNS each, per concurrency; appended to PROFILES.
 profile() {
     local variant=$1 c cond share perf_cpu=(-C "$PIN_CPU")
     [[ $PIN_CPU == none ]] && perf_cpu=(-a)
     for c in "${conc_list[@]}"; do
         local shares="" keepalive=()
         [[ $c == k* ]] && keepalive=(-k)
-        local n=0
-        for cond in none picket picket none; do
+        local n=0 conds=()
+        for _ in $(seq $(( PROFILE_RUNS / 2 ))); do conds+=(none picket picket none); done
+        for cond in "${conds[@]}"; do
             n=$(( n + 1 ))
             if [[ $cond == none ]]; then set_hooked 0; else set_hooked 1; fi
             on_node conntrack -F >/dev/null 2>&1 || true
