@@ -86,6 +86,8 @@ private func syncedInformer(
         defer { informer.stop() }
         recorder.clear()
         let listsBefore = try server.counter("lists")
+        // The watch opens just after the sync; a drop before it is open would cut nothing.
+        #expect(recorder.wait { _ in ((try? server.counter("openWatches")) ?? 0) == 1 })
         try server.control("/drop-streams?mid-event=1", [:])
         try server.apply([TestObjects.pod("shop", "after-drop", ip: "10.9.0.2")])
         #expect(recorder.wait { $0.count("added shop/after-drop") == 1 })
@@ -107,6 +109,7 @@ private func syncedInformer(
         try server.apply([TestObjects.namespace("other")])  // a change of another kind moves the resourceVersion
         #expect(recorder.wait { $0.changes.count == 2 })
         usleep(1_200_000)  // bookmarks
+        #expect(recorder.wait { _ in ((try? server.counter("openWatches")) ?? 0) == 1 })
         try server.control("/drop-streams?mid-event=1", [:])
         let version = try server.delete([("NetworkPolicy", "shop", "one")])
         #expect(recorder.wait { $0.changes == ["added shop/one", "added shop/two", "deleted shop/one"] }, "\(recorder.events.map(\.summary))")
