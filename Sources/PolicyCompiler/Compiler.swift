@@ -14,7 +14,7 @@
 //     an established flow flagged for re-check goes to PICKET-MARK-FORWARD-RECHECK instead,
 //     which tags and judges its next packet in the original direction the same way)
 //   mangle INPUT -> PICKET-MARK-INPUT alike, egress only
-//   PICKET-EGRESS / PICKET-INGRESS: a crit-chunk tree of `-m mark` chains down to the group
+//   PICKET-EGRESS / PICKET-INGRESS: a crit-bit tree of `-m mark` chains down to the group
 //   chain (one group = local pods selected by exactly the same policies). A group chain calls
 //   each of its policies' chains; a policy rule admits the packet by clearing its direction's
 //   number; the group chain RETURNs once it is clear (back to the tagging chain, which then
@@ -137,8 +137,7 @@ private struct RulesetBuilder {
         var dispatch: [Dispatch] = []
         var warnings: [String] = []
         for (direction, groups) in zip(Direction.allCases, groupsByDirection) {
-            let numbers = assignNumbers(
-                groups.map(\.chain), keeping: [:], capacity: marks.capacity(direction), overflow: marks.overflow(direction))
+            let numbers = assignNumbers(groups.map(\.chain), keeping: [:], marks: marks, direction: direction)
             let overflowing = groups.filter { numbers[$0.chain] == marks.overflow(direction) }
             if !overflowing.isEmpty {
                 warnings.append(

@@ -3,10 +3,11 @@
 //
 // Each isolated local pod gets its group's number written into the packet mark, by one ipset
 // lookup per direction in mangle (a `hash:ip` set with `skbinfo`: member = pod address, its
-// `skbmark` = the group number deposited into that direction's mark bits). Then a tree of native
-// `-m mark` compares leads to the group chain: one chain per internal node of a 4-way crit-chunk
-// tree over the numbers present, so a new connection walks at most four rules per level,
-// log4(groups) levels. Number 0 means "not isolated" (no member, nothing written).
+// `skbmark` = the group number deposited into that direction's mark bits). Then a binary tree of
+// native `-m mark` compares leads to the group chain: one rule per bit where the tree branches on
+// the packet's path (at most the field's bits, 13 with a 26-bit mask), plus the whole number
+// compared at the end, whatever the number of groups. Number 0 means "not isolated" (no member,
+// nothing written).
 //
 // Numbers are stable: a fresh compile derives each group's number from a hash of its chain name
 // (probing past taken numbers), and the executor renumbers a compiled ruleset against what the
@@ -83,11 +84,36 @@ public struct MarkLayout: Hashable, Sendable, CustomStringConvertible {
     /// The field of a direction.
     public func field(_ direction: Direction) -> UInt32 { direction == .ingress ? ingress : egress }
 
-    /// Group numbers a direction can hold: 1 ... 2^bits - 2 (the highest is "too many groups").
-    public func capacity(_ direction: Direction) -> Int { (1 << field(direction).nonzeroBitCount) - 2 }
+    /// The most set bits a group number has. nf_tables bounds the chain graph's depth
+    /// (`dispatchTreeGotoLimit`), and a packet in the dispatch tree takes a goto only at a set
+    /// bit of its number where at least two numbers have it and every bit above as the
+    /// packet's does; one of those has a further bit set, so k gotos need a number of k + 1 bits.
+    public static let groupNumberOnes = dispatchTreeGotoLimit + 1
 
-    /// The number that sends a pod to DROP: its group found no number.
-    public func overflow(_ direction: Direction) -> Int { capacity(direction) + 1 }
+    /// The highest group number of a direction: 2^bits - 2 (all bits set is `overflow`).
+    public func highest(_ direction: Direction) -> Int { (1 << field(direction).nonzeroBitCount) - 2 }
+
+    /// Whether `number` can be a group's number in `direction`: 1 ... `highest`, with at most
+    /// `groupNumberOnes` bits set (every number of a field of up to 12 bits).
+    public func isGroupNumber(_ number: Int, _ direction: Direction) -> Bool {
+        number >= 1 && number <= highest(direction) && number.nonzeroBitCount <= MarkLayout.groupNumberOnes
+    }
+
+    /// How many groups a direction can number (2^bits - 2 for a field of up to 12 bits; 8,177
+    /// of 13 bits).
+    public func capacity(_ direction: Direction) -> Int {
+        let bits = field(direction).nonzeroBitCount
+        var count = 0
+        var choose = 1  // C(bits, k)
+        for k in 1..<bits {
+            choose = choose * (bits - k + 1) / k
+            if k <= MarkLayout.groupNumberOnes { count += choose }
+        }
+        return count
+    }
+
+    /// The number that sends a pod to DROP: its group found no number (all bits of the field).
+    public func overflow(_ direction: Direction) -> Int { (1 << field(direction).nonzeroBitCount) - 1 }
 
     /// `number` spread over the bits of `field`, least significant first.
     public static func deposit(_ number: Int, into field: UInt32) -> UInt32 {
@@ -169,8 +195,9 @@ extension Names {
     /// PICKET-MARK-INPUT's counterpart of `markForwardRecheckChain`.
     public static let markInputRecheckChain = "PICKET-MARK-INPUT-RECHECK"
 
-    /// A dispatch tree node below the root: the numbers whose bits above the chunk starting at
-    /// `bit` equal `prefix`, split on that chunk (its crit chunk). Named by that position alone, so it keeps its name while groups come and go.
+    /// A dispatch tree chain below the root: the numbers whose bits from `bit` up equal `prefix`
+    /// (`bit` set), reached from the chain that branches on `bit`. Named by that position alone,
+    /// so it keeps its name while groups come and go.
     static func treeNode(_ direction: Direction, bit: Int, prefix: Int) -> String {
         chainPrefix + (direction == .ingress ? "DTI-" : "DTE-") + "\(bit)-" + String(prefix, radix: 16).uppercased()
     }
@@ -181,14 +208,16 @@ extension Names {
     }
 }
 
-/// Numbers for `chains` (sorted, distinct). A chain in `keeping` keeps its number; the others
-/// take the number a hash of their name prefers, or the next free one, avoiding every number in
-/// `keeping` (pods may still carry those) while any other is free. Chains beyond the capacity
-/// get the overflow number. Deterministic.
-func assignNumbers(_ chains: [String], keeping: [Int: String], capacity: Int, overflow: Int) -> [String: Int] {
+/// Numbers for `chains` (sorted, distinct) in `direction`. A chain in `keeping` keeps its number
+/// (if it can still be a group number); the others take the number a hash of their name prefers,
+/// or the next free one, avoiding every number in `keeping` (pods may still carry those) while
+/// any other is free. Chains beyond the capacity get the overflow number. Deterministic.
+func assignNumbers(_ chains: [String], keeping: [Int: String], marks: MarkLayout, direction: Direction) -> [String: Int] {
+    let capacity = marks.capacity(direction)
+    let highest = marks.highest(direction)
     var result: [String: Int] = [:]
     var taken = Set<Int>()
-    for (number, chain) in keeping.sorted(by: { $0.key < $1.key }) where result[chain] == nil && number >= 1 && number <= capacity {
+    for (number, chain) in keeping.sorted(by: { $0.key < $1.key }) where result[chain] == nil && marks.isGroupNumber(number, direction) {
         if chains.binarySearchContains(chain) {
             result[chain] = number
             taken.insert(number)
@@ -196,19 +225,19 @@ func assignNumbers(_ chains: [String], keeping: [Int: String], capacity: Int, ov
     }
     let avoided = Set(keeping.keys).union(taken)
     // Each chain's preferred number, hashed once.
-    var fresh = chains.filter { result[$0] == nil }.map { (chain: $0, preferred: preferredNumber($0, capacity)) }
+    var fresh = chains.filter { result[$0] == nil }.map { (chain: $0, preferred: preferredNumber($0, highest)) }
     fresh.sort { ($0.preferred, $0.chain) < ($1.preferred, $1.chain) }
     for (chain, start) in fresh {
         guard taken.count < capacity else {
-            result[chain] = overflow
+            result[chain] = marks.overflow(direction)
             continue
         }
         var chosen: Int? = nil
         // First choice: free and carried by no pod; past that, free.
         for avoid in [true, false] where chosen == nil {
-            for step in 0..<capacity {
-                let number = (start - 1 + step) % capacity + 1
-                if !taken.contains(number) && !(avoid && avoided.contains(number)) {
+            for step in 0..<highest {
+                let number = (start - 1 + step) % highest + 1
+                if marks.isGroupNumber(number, direction) && !taken.contains(number) && !(avoid && avoided.contains(number)) {
                     chosen = number
                     break
                 }
@@ -220,12 +249,12 @@ func assignNumbers(_ chains: [String], keeping: [Int: String], capacity: Int, ov
     return result
 }
 
-/// 1 ... capacity, from a hash of the chain name.
-func preferredNumber(_ chain: String, _ capacity: Int) -> Int {
+/// 1 ... highest, from a hash of the chain name.
+func preferredNumber(_ chain: String, _ highest: Int) -> Int {
     let digest = SHA256.digest(Array(chain.utf8))
     var value: UInt64 = 0
     for byte in digest.prefix(8) { value = value << 8 | UInt64(byte) }
-    return Int(value % UInt64(capacity)) + 1
+    return Int(value % UInt64(highest)) + 1
 }
 
 extension Array where Element == String {
@@ -240,87 +269,73 @@ extension Array where Element == String {
     }
 }
 
-/// Bits a dispatch tree node branches on: 4-way nodes. nf_tables refuses a chain graph deeper
-/// than 16 levels from the base chain ("Too many links"); with 2 bits a level, a 16-bit field
-/// makes at most 8 tree levels, so FORWARD -> tagging (-> re-check) -> tree -> group -> policy
-/// stays within 12, and a node holds at most 4 rules and a DROP.
-let treeStride = 2
+/// The most gotos a packet takes inside a dispatch tree. nf_tables refuses a chain graph deeper
+/// than 16 levels below a built-in chain ("Too many links"; jumps and gotos alike count): FORWARD
+/// (0) -> PICKET-MARK-FORWARD (1) -> its re-check chain (2) -> the tree's root (3) -> 10 tree
+/// chains (13) -> the group (14) -> the policy chain (15). Group numbers have at most one bit
+/// more set than this (`MarkLayout.groupNumberOnes`), which keeps every path within it.
+public let dispatchTreeGotoLimit = 10
 
 /// The chains of a dispatch tree over `leaves` (number -> group chain): the root (the
-/// direction's dispatch chain) first. Rules compare only mark bits (native matches), but for a
-/// node's last child node, reached by a bare goto; a leaf compares the whole number, so a number
-/// the tree does not hold ends in DROP. Overflow numbers lead to DROP.
+/// direction's dispatch chain) first. A binary crit-bit tree whose left branches fall through:
+/// a tree chain holds the numbers whose bits from its crit bit up are its prefix, and tests, from
+/// the highest bit where they differ down, one bit per rule (`-m mark --mark B/B -g` the chain of
+/// the numbers with that bit set); a number without it goes on to the next rule. So a packet
+/// walks one native compare per bit where the tree branches on its path, and a goto only where
+/// its number has the bit set. The numbers that reach a chain's end are one, compared whole
+/// (`-g` its group chain), then DROP: a number the tree does not hold (the overflow number too)
+/// never reaches a group chain. A single number on a set bit's side is compared whole in place
+/// of a chain of its own. Numbers that cannot be group numbers (a pod may still carry one a
+/// previous layout gave) are compared whole at the root, first.
 func dispatchTree(_ direction: Direction, leaves: [Int: String], marks: MarkLayout) -> [Chain] {
     let field = marks.field(direction)
-    let numbers = leaves.keys.sorted()
+    let numbers = leaves.keys.filter { marks.isGroupNumber($0, direction) }.sorted()
+    let foreign = leaves.keys.filter { !marks.isGroupNumber($0, direction) && $0 != marks.overflow(direction) && $0 != 0 }.sorted()
     let root = Names.treeRoot(direction)
     let failClosed = comment("isolated pod outside every group: fail closed") + ["-j", "DROP"]
     var chains: [Chain] = []
     func hex(_ value: UInt32) -> String { "0x" + String(value, radix: 16) }
-    func target(_ number: Int) -> [String] {
-        number == marks.overflow(direction)
-            ? comment("more \(direction.field) groups than the mark bits number: fail closed") + ["-j", "DROP"]
-            : ["-g", leaves[number]!]
-    }
-    func leafCalls(_ number: Int) -> [String] {
-        number == marks.overflow(direction) ? [] : [leaves[number]!]
-    }
     func leafRule(_ number: Int) -> [String] {
-        ["-m", "mark", "--mark", hex(MarkLayout.deposit(number, into: field)) + "/" + hex(field)] + target(number)
+        ["-m", "mark", "--mark", hex(MarkLayout.deposit(number, into: field)) + "/" + hex(field), "-g", leaves[number]!]
     }
-    // The crit chunk of numbers[range] (sorted, at least two): the highest `treeStride`-bit
-    // chunk where they differ.
-    func critChunk(_ range: Range<Int>) -> Int {
-        (Int.bitWidth - 1 - (numbers[range.lowerBound] ^ numbers[range.upperBound - 1]).leadingZeroBitCount) / treeStride
+    // The crit bit of numbers[range] (sorted, at least two): the highest bit where they differ.
+    func critBit(_ range: Range<Int>) -> Int {
+        Int.bitWidth - 1 - (numbers[range.lowerBound] ^ numbers[range.upperBound - 1]).leadingZeroBitCount
     }
-    // A node over numbers[range], named `name`: one rule per value of its crit chunk present. A
-    // child node is named by its own crit chunk and the bits above it, so it keeps its name while
-    // numbers come and go elsewhere in the tree.
-    func node(_ name: String, _ range: Range<Int>) {
-        let chunk = critChunk(range)
-        let shift = chunk * treeStride
-        let chunkMask = hex(MarkLayout.deposit(((1 << treeStride) - 1) << shift, into: field))
-        var rules: [[String]] = []
-        var calls: [String] = []
+    // A tree chain over numbers[range], named `name`, with `head` rules first. A child chain is
+    // named by its crit bit and the bits from it up, so it keeps its name while numbers come and
+    // go elsewhere in the tree.
+    func node(_ name: String, _ range: Range<Int>, head: [[String]] = []) {
+        var rules = head
+        var calls = head.compactMap(\.last)
         var children: [(String, Range<Int>)] = []
-        var start = range.lowerBound
-        while start < range.upperBound {
-            let value = numbers[start] >> shift & ((1 << treeStride) - 1)
-            var end = start + 1
-            while end < range.upperBound && numbers[end] >> shift & ((1 << treeStride) - 1) == value { end += 1 }
-            let part = start..<end
-            if part.count == 1 {
-                rules.append(leafRule(numbers[start]))
-                calls += leafCalls(numbers[start])
+        var rest = range
+        while rest.count > 1 {
+            let bit = critBit(rest)
+            // Sorted: the numbers with the crit bit set are the upper part.
+            let split = numbers[rest].firstIndex { $0 >> bit & 1 == 1 }!
+            let upper = split..<rest.upperBound
+            if upper.count == 1 {
+                rules.append(leafRule(numbers[split]))
+                calls.append(leaves[numbers[split]]!)
             } else {
-                let childChunk = critChunk(part)
-                let child = Names.treeNode(
-                    direction, bit: childChunk * treeStride, prefix: numbers[start] >> ((childChunk + 1) * treeStride))
-                rules.append(["-m", "mark", "--mark", hex(MarkLayout.deposit(value << shift, into: field)) + "/" + chunkMask, "-g", child])
-                children.append((child, part))
+                let child = Names.treeNode(direction, bit: bit, prefix: numbers[split] >> bit)
+                let value = hex(MarkLayout.deposit(1 << bit, into: field))
+                rules.append(["-m", "mark", "--mark", value + "/" + value, "-g", child])
                 calls.append(child)
+                children.append((child, upper))
             }
-            start = end
+            rest = rest.lowerBound..<split
         }
-        // The last child, when it is a node, needs no compare: every number that reaches it
-        // from here has its chunk (the others' compares failed), or no leaf below it, where an
-        // exact compare fails and the node's DROP follows. A leaf keeps its exact compare, so a
-        // number the tree does not hold never reaches a group chain, and then DROP.
-        if let last = children.last, rules.last?.last == last.0 {
-            rules[rules.count - 1] = ["-g", last.0]
-        } else {
-            rules.append(failClosed)
+        if let last = rest.first {
+            rules.append(leafRule(numbers[last]))
+            calls.append(leaves[numbers[last]]!)
         }
+        rules.append(failClosed)
         chains.append(Chain(name: name, kind: .dispatchTree(direction), rules: rules, calls: calls))
         for (child, part) in children { node(child, part) }
     }
-    switch numbers.count {
-    case 0: chains.append(Chain(name: root, kind: .dispatchTree(direction), rules: [failClosed]))
-    case 1:
-        chains.append(Chain(
-            name: root, kind: .dispatchTree(direction), rules: [leafRule(numbers[0]), failClosed], calls: leafCalls(numbers[0])))
-    default: node(root, 0..<numbers.count)
-    }
+    node(root, 0..<numbers.count, head: foreign.map(leafRule))
     return chains
 }
 
@@ -339,9 +354,7 @@ extension Ruleset {
         var result = self
         result.dispatch = dispatch.map { old in
             var new = old
-            let numbers = assignNumbers(
-                old.groups.map(\.chain), keeping: current[old.direction] ?? [:],
-                capacity: marks.capacity(old.direction), overflow: marks.overflow(old.direction))
+            let numbers = assignNumbers(old.groups.map(\.chain), keeping: current[old.direction] ?? [:], marks: marks, direction: old.direction)
             for i in new.groups.indices { new.groups[i].number = numbers[new.groups[i].chain]! }
             return new
         }

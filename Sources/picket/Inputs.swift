@@ -99,7 +99,8 @@ struct MarkOptions: ParsableArguments {
                 Picket never changes a mark bit outside this mask. Its set bits are split in two \
                 halves, numbering each isolated pod's egress group (lower half) and ingress group \
                 (upper half): n bits per direction number 2^n - 2 groups (the default, 8 bits \
-                each, 254). The lowest bit also flags, in the conntrack mark, flows to re-check. \
+                each, 254; past 12 bits only the numbers with at most 11 bits set, 8,177 of 13 \
+                bits). The lowest bit also flags, in the conntrack mark, flows to re-check. \
                 Keep it clear of other users of the mark: kube-proxy uses 0x4000 and 0x8000.
                 """,
             valueName: "hex"))

@@ -138,6 +138,47 @@ struct ApplyTests {
         }
     }
 
+    @Test("the deepest dispatch tree 13 bits allow (ten gotos: the chain graph at nf_tables' 16 levels) loads, and every group is reached")
+    func deepestTreeLoads() throws {
+        // Numbers that make the tree branch at each of the top ten bits of 0b1_1111_1111_1000 with
+        // at least two numbers on its side: 1, then the top i bits for i = 1...9, then that number
+        // and one more bit (11 set, the most a group number has).
+        let top = (1...10).map { i in ((1 << i) - 1) << (13 - i) }
+        let numbers = [1] + top + [top[9] | 0b100]
+        var pods: [Pod] = []
+        var policies: [Policy] = []
+        for n in numbers.indices {
+            pods.append(makePod("ns-\(n)", "pod", ip: "10.100.0.\(n + 1)"))
+            policies.append(makePolicy("ns-\(n)", "own") { $0.ingress = [.init(peers: [.init(podSelector: LabelSelector())])] })
+        }
+        let options = CompileOptions(marks: try MarkLayout(mask: 0xffff_3ff0))
+        let fresh = compile(ClusterSnapshot(pods: pods, policies: policies), node: "node-a", options: options)
+        let chains = fresh.dispatch.first { $0.direction == .ingress }!.groups.map(\.chain)
+        let ruleset = fresh.renumbered(keeping: [.ingress: Dictionary(uniqueKeysWithValues: zip(numbers, chains))])
+        #expect(Set(ruleset.dispatchNumbers[.ingress]!.keys) == Set(numbers))
+        // The tree chains on the deepest number's path: the root and ten more.
+        let tree = Dictionary(uniqueKeysWithValues: ruleset.ipv4.chains.filter { Names.isDispatchTree($0.name) }.map { ($0.name, $0.rules) })
+        let deepest = MarkLayout.deposit(numbers.last!, into: ruleset.marks.ingress)
+        var path = [Names.treeRoot(.ingress)]
+        for _ in 0..<16 {
+            let next = tree[path.last!]!.first { rule in
+                guard let m = rule.firstIndex(of: "--mark"), rule.last?.hasPrefix("PICKET-DTI-") == true else { return false }
+                let parts = rule[m + 1].split(separator: "/").map { UInt32($0.dropFirst(2), radix: 16)! }
+                return deepest & parts[1] == parts[0]
+            }
+            guard let chain = next?.last else { break }
+            path.append(chain)
+        }
+        #expect(path.count == 11, "\(path)")
+        try withScratchNamespace { namespace in
+            _ = try namespace.inside { try Executor(kernel: SystemKernel()).apply(ruleset) }
+            try expectKernelHolds(ruleset, in: namespace)
+        }
+        for (number, chain) in zip(numbers, chains) {
+            #expect(ruleset.dispatchWalk(.ingress, .v4, number: number).chain == chain)
+        }
+    }
+
     @Test("a pod moves to a new group: the tree keeps its old number until it is re-tagged, then settles; the node converges")
     func podChangesGroup() throws {
         try withScratchNamespace { namespace in

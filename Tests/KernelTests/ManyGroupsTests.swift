@@ -12,7 +12,7 @@ import Testing
 extension KernelSuite {
     @Suite("Kernel: a node holding 300+ policy groups, kernel vs evaluator", .timeLimit(.minutes(3)))
     struct ManyGroupsTests {
-        /// 13 bits per direction (8,190 numbers), clear of kube-proxy's 0x4000/0x8000.
+        /// 13 bits per direction (8,177 group numbers), clear of kube-proxy's 0x4000/0x8000.
         static let mask = "0xffff3ff0"
         /// Groups of pods that exist only in the manifests.
         static let phantomGroups = 300

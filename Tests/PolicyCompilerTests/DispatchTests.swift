@@ -95,8 +95,8 @@ func chainDepth(_ ruleset: Ruleset) -> Int {
             #expect(walk.chain == tag.chain)
             deepest = max(deepest, walk.rules)
         }
-        // At most 4 levels of 4-way nodes over 8-bit numbers (5 rules each): never a list.
-        #expect(deepest <= 4 * 5, "\(deepest) rules for \(groups) groups")
+        // One compare per bit the tree branches on (8 at most), then the whole number: never a list.
+        #expect(deepest <= 8 + 1, "\(deepest) rules for \(groups) groups")
         #expect(chainDepth(ruleset) <= 15, "nf_tables refuses a chain graph deeper than 16 levels")
         // A number no pod carries ends in DROP, never in some group.
         let used = Set(members.values.map(\.number))
@@ -105,31 +105,65 @@ func chainDepth(_ ruleset: Ruleset) -> Int {
         }
     }
 
-    @Test("4,096 groups with a 26-bit mask: every pod reaches its group within 13 levels")
+    @Test("4,096 groups with a 26-bit mask: every pod reaches its group in at most 14 rules, one a bit, within nf_tables' chain depth")
     func fourThousandGroups() throws {
         let options = CompileOptions(marks: try MarkLayout(mask: 0xffff_3ff0))
         let ruleset = compile(manyGroups(4_096), node: "node-a", options: options)
         #expect(ruleset.warnings.isEmpty)
         var deepest = 0
         let walker = DispatchWalker(ruleset)
-        for (_, tag) in tags(ruleset, .ingress) {
+        let members = tags(ruleset, .ingress)
+        for (_, tag) in members {
             let walk = walker.walk(.ingress, .v4, number: tag.number)
             #expect(walk.chain == tag.chain)
             deepest = max(deepest, walk.rules)
         }
-        #expect(deepest <= 7 * 5, "\(deepest)")
+        #expect(deepest <= 13 + 1, "\(deepest)")
+        // Numbers have at most 11 bits set, so the chain graph stays within 16 levels however the
+        // tree branches.
+        #expect(members.values.allSatisfy { $0.number.nonzeroBitCount <= MarkLayout.groupNumberOnes })
+        #expect(members.values.contains { $0.number.nonzeroBitCount == MarkLayout.groupNumberOnes })
         #expect(chainDepth(ruleset) <= 15, "nf_tables refuses a chain graph deeper than 16 levels: \(chainDepth(ruleset))")
-        // A node's last child node is reached by a bare goto, and such a node has no DROP of its
-        // own; still, a number no pod carries ends in DROP (below, where a leaf's exact compare
-        // fails), never in some group.
+        // Every tree chain: compares of the mark, each a goto, then DROP; a number no pod carries
+        // (the overflow number too) ends in DROP, never in some group.
         let trees = ruleset.ipv4.chains.filter { if case .dispatchTree = $0.kind { true } else { false } }
-        let bare = trees.filter { $0.rules.last?.first == "-g" }
-        #expect(!bare.isEmpty && bare.allSatisfy { !$0.rules.contains { $0.last == "DROP" } })
-        #expect(trees.allSatisfy { $0.rules.dropLast().allSatisfy { $0.contains("--mark") } }, "only the last rule may be bare")
-        let used = Set(tags(ruleset, .ingress).values.map(\.number))
-        for number in 1...ruleset.marks.capacity(.ingress) where !used.contains(number) {
+        #expect(trees.allSatisfy { $0.rules.last?.last == "DROP" })
+        #expect(trees.allSatisfy { $0.rules.dropLast().allSatisfy { $0.starts(with: ["-m", "mark", "--mark"]) && $0.dropLast().last == "-g" } })
+        let used = Set(members.values.map(\.number))
+        for number in 1...ruleset.marks.overflow(.ingress) where !used.contains(number) {
             #expect(walker.walk(.ingress, .v4, number: number).chain == nil)
         }
+    }
+
+    @Test("group numbers of a wide field: at most 11 bits set; one a previous layout gave with more is compared at the root until its pods are re-tagged")
+    func groupNumberBits() throws {
+        let marks = try MarkLayout(mask: 0xffff_3ff0)
+        #expect(marks.capacity(.ingress) == 8_190 - 13)  // without the 13 numbers of 12 of 13 bits set
+        #expect(marks.highest(.ingress) == 8_190 && marks.overflow(.ingress) == 8_191)
+        #expect(MarkLayout().capacity(.ingress) == 254)  // 8 bits: every number
+        #expect(try MarkLayout(mask: 0xffff_ffff).capacity(.ingress) == 65_534 - 1_820 - 560 - 120 - 16)
+        #expect(!marks.isGroupNumber(0b1_1111_1111_1110, .ingress) && marks.isGroupNumber(0b1_1111_1111_1100, .ingress))
+        let options = CompileOptions(marks: marks)
+        let before = compile(manyGroups(40), node: "node-a", options: options)
+        // The node holds one group under a number of 11 bits set (a previous layout's).
+        var current = before.dispatchNumbers
+        let moved = current[.ingress]!.sorted { $0.key < $1.key }.first!
+        current[.ingress]![moved.key] = nil
+        current[.ingress]![0b1_1111_1111_1110] = moved.value
+        let after = before.renumbered(keeping: current)
+        let new = tags(after, .ingress)
+        #expect(new.values.allSatisfy { marks.isGroupNumber($0.number, .ingress) })
+        #expect(new.values.contains { $0.chain == moved.value })
+        let interim = after.transition(from: current)[.v4] ?? []
+        let root = interim.first { $0.name == Names.treeRoot(.ingress) }
+        #expect(root?.rules.first?.last == moved.value, "the old number first at the root: \(root?.rules.first ?? [])")
+        var table = after.ipv4
+        for chain in interim {
+            if let i = table.chains.firstIndex(where: { $0.name == chain.name }) { table.chains[i] = chain } else { table.chains.append(chain) }
+        }
+        let interimRuleset = Ruleset(sets: after.sets, ipv4: table, ipv6: nil, marks: after.marks, dispatch: after.dispatch)
+        #expect(interimRuleset.dispatchWalk(.ingress, .v4, number: 0b1_1111_1111_1110).chain == moved.value)
+        for (_, tag) in new { #expect(interimRuleset.dispatchWalk(.ingress, .v4, number: tag.number).chain == tag.chain) }
     }
 
     @Test("more groups than the mask numbers: a warning, and the extra groups' pods fail closed")
