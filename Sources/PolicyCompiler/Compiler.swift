@@ -22,10 +22,11 @@
 //
 // So a packet is never ACCEPTed on the first match: on the same node, bridged traffic crosses
 // FORWARD once and meets the source's egress and the destination's ingress in that one pass.
-// The per-packet cost is constant: two set lookups and a few dozen native compares for a new
-// connection whatever the number of pods, policies and groups (cluster pods are set members,
-// groups are reached by a tree of mark compares), and one rule for an established one (the
-// hook and its one conntrack-label match), with no hook in filter at all.
+// The per-packet cost does not follow the cluster: two set lookups for a new connection whatever
+// the number of pods, policies and groups (cluster pods are set members), native compares that
+// grow with the logarithm of the node's groups (a binary tree of mark compares, at most 14 rules
+// with 13 bits), and one rule for an established one (the hook and its one conntrack-label
+// match), with no hook in filter at all.
 
 import KubeModel
 
@@ -293,27 +294,28 @@ private struct RulesetBuilder {
         let forwardTags = [Direction.egress, .ingress].filter(mapping.contains).map(map) + unknown + judge(judgedForward)
         let inputTags = (mapping.contains(.egress) ? [map(.egress)] : []) + judge(judgedInput)
         // A new connection's packet gets the seen label in the rule that clears the mark (one
-        // rule fewer on its path); with nothing to judge, the mark is not read and not cleared.
-        func newConnection(_ tags: [[String]], _ judged: [Direction]) -> [[String]] {
-            judged.isEmpty ? [setSeen] : discovery + [setSeen + clear] + tags
+        // rule fewer on its path); with nothing to judge (no tags: nothing looked up, nothing
+        // judged), the mark is not read and not cleared.
+        func newConnection(_ tags: [[String]]) -> [[String]] {
+            tags.isEmpty ? [setSeen] : discovery + [setSeen + clear] + tags
         }
-        func rejudge(_ tags: [[String]], _ judged: [Direction]) -> [[String]] {
-            (judged.isEmpty ? [] : [clear] + tags) + stopRechecking
+        func rejudge(_ tags: [[String]]) -> [[String]] {
+            (tags.isEmpty ? [] : [clear] + tags) + stopRechecking
         }
         let markForward = Chain(
             name: Names.markForwardChain, kind: .mark,
-            rules: established(Names.markForwardRecheckChain) + newConnection(forwardTags, judgedForward),
+            rules: established(Names.markForwardRecheckChain) + newConnection(forwardTags),
             calls: [Names.markForwardRecheckChain] + judgedForward.map(Names.treeRoot))
         let markInput = Chain(
             name: Names.markInputChain, kind: .mark,
-            rules: established(Names.markInputRecheckChain) + newConnection(inputTags, judgedInput),
+            rules: established(Names.markInputRecheckChain) + newConnection(inputTags),
             calls: [Names.markInputRecheckChain] + judgedInput.map(Names.treeRoot))
         let recheckForward = Chain(
             name: Names.markForwardRecheckChain, kind: .mark,
-            rules: skipUnflagged + skipReplies + rejudge(forwardTags, judgedForward), calls: judgedForward.map(Names.treeRoot))
+            rules: skipUnflagged + skipReplies + rejudge(forwardTags), calls: judgedForward.map(Names.treeRoot))
         let recheckInput = Chain(
             name: Names.markInputRecheckChain, kind: .mark,
-            rules: skipUnflagged + skipReplies + rejudge(inputTags, judgedInput), calls: judgedInput.map(Names.treeRoot))
+            rules: skipUnflagged + skipReplies + rejudge(inputTags), calls: judgedInput.map(Names.treeRoot))
         // A packet of a flow not judged yet, or flagged for re-check, or without a conntrack entry,
         // jumps into its tagging chain; an established one of a flow judged passes the hook: one
         // rule, one xtables match (conntrack label), and nothing in filter.
