@@ -145,7 +145,7 @@ func chainDepth(_ ruleset: Ruleset) -> Int {
         #expect(!marks.isGroupNumber(0b1_1111_1111_1110, .ingress) && marks.isGroupNumber(0b1_1111_1111_1100, .ingress))
         let options = CompileOptions(marks: marks)
         let before = compile(manyGroups(40), node: "node-a", options: options)
-        // The node holds one group under a number of 11 bits set (a previous layout's).
+        // The node holds one group under a number of 12 bits set (a previous layout's).
         var current = before.dispatchNumbers
         let moved = current[.ingress]!.sorted { $0.key < $1.key }.first!
         current[.ingress]![moved.key] = nil
